@@ -1,0 +1,33 @@
+# `make demo` and `make test` work on a fresh machine: they create .venv, install the CPU
+# torch wheel first (otherwise pip resolves a multi-GB CUDA build), then ragtune itself.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+EXTRAS ?= dev
+
+.PHONY: demo test lint install clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Re-installs only when pyproject.toml changes; otherwise this target is a no-op.
+$(VENV)/.installed-$(EXTRAS): pyproject.toml | $(PY)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed-$(EXTRAS)
+
+demo: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/ragtune demo
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests data
+	$(VENV)/bin/ruff format --check src tests data
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

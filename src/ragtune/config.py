@@ -1,0 +1,177 @@
+"""One typed config for every stage: read from YAML, overridden by CLI flags, written beside outputs.
+
+Each stage reads its own section; core functions take plain arguments, so the config object
+stops at the stage entry points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ragtune.errors import UserError
+
+
+def _option(default: Any, help: str, flag: str | None = None) -> Any:
+    metadata = {"help": help, "flag": flag}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class ModelConfig:
+    name: str = _option(
+        "all-MiniLM-L6-v2", "base model: a local sentence-transformers dir or the bundled name", "--model"
+    )
+    device: str = _option("auto", "torch device: auto, cpu, cuda, cuda:1 …")
+    encode_batch_size: int = _option(64, "batch size for encoding passages and queries")
+    cache_dir: str = _option("", "embedding cache directory (default: ~/.cache/ragtune)")
+
+
+@dataclass
+class DataConfig:
+    path: str = _option("", "BEIR directory or passages file (.parquet/.jsonl)", "--data")
+    output: str = _option("prepared", "directory that prepare writes", "--output")
+    eval_fraction: float = _option(0.1, "share of training queries held out for evaluation (if no dev qrels)")
+    seed: int = _option(42, "seed for the held-out split and random negatives")
+    max_text_chars: int = _option(20000, "longer passages/queries are truncated (with a warning)")
+
+
+@dataclass
+class MiningConfig:
+    hard_negatives_per_query: int = _option(1, "mined hard negatives per (query, positive) pair")
+    range_min: int = _option(10, "skip the top ranks: they hold most unlabelled positives")
+    range_max: int = _option(50, "look no deeper than this rank")
+    min_score: float = _option(0.3, "similarity floor: weaker candidates teach nothing")
+    relative_margin: float = _option(0.95, "drop candidates scoring above this x the positive's score")
+    random_negative_ratio: float = _option(0.0, "random-negative rows per training pair")
+
+
+@dataclass
+class EvalConfig:
+    models: list[str] = _option([], "models to evaluate (default: model.name); repeat the flag", "--model")
+    split: str = _option("test", "qrels split to evaluate")
+    baselines: list[str] = _option(["bm25"], "lexical baselines to add (bm25 or none)", "--baseline")
+    output: str = _option("runs/eval", "directory for metrics.json, metrics.md, metrics.png", "--output")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "mining": MiningConfig,
+    "eval": EvalConfig,
+}
+
+
+def field_type(section: str, name: str) -> Any:
+    hints = typing.get_type_hints(SECTIONS[section])
+    return hints[name]
+
+
+def _coerce(value: Any, expected: Any, where: str) -> Any:
+    """Check one value against its annotation; ints are accepted where floats are expected."""
+    origin = typing.get_origin(expected)
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise UserError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item_type,) = typing.get_args(expected)
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is not bool and isinstance(value, bool) or not isinstance(value, expected):
+        raise UserError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    """Build a validated Config from nested dicts; unknown keys and wrong types are user errors."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)})")
+    config = Config()
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise UserError(f"{source}: unknown section '{section}' (known: {', '.join(SECTIONS)})")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise UserError(f"{source}: section '{section}' must be a mapping of keys to values")
+        target = getattr(config, section)
+        known = {f.name for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in known:
+                raise UserError(
+                    f"{source}: unknown key '{section}.{key}' (known: {', '.join(sorted(known))})"
+                )
+            setattr(target, key, _coerce(value, field_type(section, key), f"{source}: {section}.{key}"))
+    validate(config, source)
+    return config
+
+
+def validate(config: Config, source: str = "config") -> None:
+    """Range checks that types alone cannot express."""
+    m, d = config.mining, config.data
+    checks = [
+        (0.0 <= d.eval_fraction < 1.0, "data.eval_fraction", "a number in [0, 1)"),
+        (d.max_text_chars > 0, "data.max_text_chars", "a positive integer"),
+        (m.hard_negatives_per_query >= 0, "mining.hard_negatives_per_query", "0 or more"),
+        (0 <= m.range_min < m.range_max, "mining.range_min/range_max", "0 <= range_min < range_max"),
+        (0.0 < m.relative_margin <= 1.0, "mining.relative_margin", "a number in (0, 1]"),
+        (-1.0 <= m.min_score <= 1.0, "mining.min_score", "a cosine similarity in [-1, 1]"),
+        (m.random_negative_ratio >= 0, "mining.random_negative_ratio", "0 or more"),
+        (config.model.encode_batch_size > 0, "model.encode_batch_size", "a positive integer"),
+    ]
+    for ok, name, expected in checks:
+        if not ok:
+            raise UserError(f"{source}: {name} must be {expected}")
+
+
+def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the YAML file, then flag overrides given as {'section.key': value}."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found; pass an existing YAML file to --config")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise UserError(
+                f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax"
+            ) from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)})")
+    merged = {
+        section: dict(values) if isinstance(values, dict) else values for section, values in data.items()
+    }
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        merged.setdefault(section, {})[key] = value
+    return from_dict(merged, str(path) if path else "flags")
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def to_yaml(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

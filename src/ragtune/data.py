@@ -1,0 +1,257 @@
+"""Load and check user data: a BEIR directory or a passages-only file.
+
+Both become one `Dataset`: a corpus table, query texts and qrels per split. Passages-only data
+gets synthetic queries, one per source (its title), whose positives are that source's passages.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ragtune.errors import UserError
+
+Qrels = dict[str, dict[str, int]]  # query id -> {doc id: graded relevance}
+
+
+@dataclass
+class Dataset:
+    """corpus columns: id, title, text, source_id, document (the string that is embedded)."""
+
+    kind: str  # "beir" or "passages"
+    corpus: pd.DataFrame
+    queries: dict[str, str]
+    qrels: dict[str, Qrels] = field(default_factory=dict)
+
+    def positives(self, split: str) -> Qrels:
+        """Only judgements with score > 0; queries left without any are dropped."""
+        return {
+            qid: {did: s for did, s in docs.items() if s > 0}
+            for qid, docs in self.qrels.get(split, {}).items()
+            if any(s > 0 for s in docs.values())
+        }
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
+    """Read JSON lines, naming the file and line of the first problem."""
+    rows = []
+    line_no = 0
+    try:
+        with _open_text(path) as handle:
+            for line_no, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(
+                        f"{path} line {line_no}: not valid JSON ({exc.msg}); fix or remove the line"
+                    ) from None
+                if not isinstance(row, dict):
+                    raise UserError(f"{path} line {line_no}: expected a JSON object per line")
+                missing = [key for key in required if key not in row]
+                if missing:
+                    raise UserError(
+                        f"{path} line {line_no}: missing field(s) {', '.join(missing)}; "
+                        f"each line needs {', '.join(required)}"
+                    )
+                rows.append(row)
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path} line {line_no + 1}: bytes that are not UTF-8 ({exc.reason} at byte {exc.start}); "
+            "re-encode the file as UTF-8"
+        ) from None
+    except (OSError, EOFError) as exc:
+        raise UserError(f"{path}: cannot read ({exc}); check the file") from None
+    return rows
+
+
+def _text(value, path: Path, row_id: str, column: str) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if not isinstance(value, str):
+        raise UserError(f"{path}: '{column}' of id '{row_id}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _truncate(texts: pd.Series, limit: int, path: Path, column: str) -> pd.Series:
+    too_long = texts.str.len() > limit
+    if too_long.any():
+        warnings.warn(
+            f"{path}: {int(too_long.sum())} '{column}' value(s) longer than {limit} characters were "
+            "truncated (data.max_text_chars)",
+            stacklevel=2,
+        )
+        texts = texts.where(~too_long, texts.str.slice(0, limit))
+    return texts
+
+
+def _check_unique(ids: pd.Series, path: Path) -> None:
+    duplicated = ids[ids.duplicated()]
+    if len(duplicated):
+        raise UserError(
+            f"{path}: duplicate id '{duplicated.iloc[0]}' ({len(duplicated)} duplicates); ids must be unique"
+        )
+
+
+def _corpus_frame(
+    rows: list[dict], path: Path, id_key: str, max_chars: int, title_in_document: bool
+) -> pd.DataFrame:
+    if not rows:
+        raise UserError(f"{path}: the corpus is empty; it needs at least one passage")
+    ids = [str(row[id_key]) for row in rows]
+    frame = pd.DataFrame(
+        {
+            "id": ids,
+            "title": [_text(row.get("title"), path, i, "title") for row, i in zip(rows, ids)],
+            "text": [_text(row.get("text"), path, i, "text") for row, i in zip(rows, ids)],
+            "source_id": [str(row.get("source_id") or "") for row in rows],
+        }
+    )
+    _check_unique(frame["id"], path)
+    frame["title"] = _truncate(frame["title"].str.strip(), max_chars, path, "title")
+    frame["text"] = _truncate(frame["text"].str.strip(), max_chars, path, "text")
+    empty = (frame["title"] == "") & (frame["text"] == "")
+    if empty.any():
+        raise UserError(
+            f"{path}: passage '{frame['id'][empty].iloc[0]}' has empty title and text "
+            f"({int(empty.sum())} such); remove them or fill in the text"
+        )
+    # Passages of one source (same source_id, else same title) are never each other's negatives.
+    frame["source_id"] = frame["source_id"].where(frame["source_id"] != "", frame["title"].str.lower())
+    frame["source_id"] = frame["source_id"].where(frame["source_id"] != "", frame["id"])
+    if title_in_document:
+        frame["document"] = (frame["title"] + " " + frame["text"]).str.strip()
+    else:
+        frame["document"] = frame["text"].where(frame["text"] != "", frame["title"])
+    return frame
+
+
+def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str]) -> Qrels:
+    """BEIR qrels TSV with header query-id, corpus-id, score (graded scores allowed)."""
+    qrels: Qrels = {}
+    try:
+        with _open_text(path) as handle:
+            reader = csv.reader(handle, delimiter="\t")
+            header = next(reader, None)
+            if header is None:
+                raise UserError(f"{path}: empty file; expected a header 'query-id<TAB>corpus-id<TAB>score'")
+            if [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
+                raise UserError(
+                    f"{path} line 1: header must be 'query-id<TAB>corpus-id<TAB>score', got {header!r}"
+                )
+            for line_no, row in enumerate(reader, start=2):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) < 3:
+                    raise UserError(
+                        f"{path} line {line_no}: expected 3 tab-separated columns, got {len(row)}"
+                    )
+                qid, did, score = row[0].strip(), row[1].strip(), row[2].strip()
+                try:
+                    grade = int(float(score))
+                except ValueError:
+                    raise UserError(f"{path} line {line_no}: score {score!r} is not a number") from None
+                if qid not in query_ids:
+                    raise UserError(f"{path} line {line_no}: query-id '{qid}' is not in queries.jsonl")
+                if did not in corpus_ids:
+                    raise UserError(f"{path} line {line_no}: corpus-id '{did}' is not in corpus.jsonl")
+                qrels.setdefault(qid, {})[did] = grade
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{path}: bytes that are not UTF-8 ({exc.reason}); re-encode the file as UTF-8"
+        ) from None
+    return qrels
+
+
+def load_beir(directory: Path, max_chars: int) -> Dataset:
+    corpus_path = _find(directory, "corpus.jsonl")
+    queries_path = _find(directory, "queries.jsonl")
+    if corpus_path is None:
+        raise UserError(
+            f"{directory}: no corpus.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/"
+        )
+    if queries_path is None:
+        raise UserError(
+            f"{directory}: no queries.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/"
+        )
+    corpus = _corpus_frame(read_jsonl(corpus_path, ("_id",)), corpus_path, "_id", max_chars, True)
+    query_rows = read_jsonl(queries_path, ("_id", "text"))
+    query_ids = pd.Series([str(row["_id"]) for row in query_rows])
+    _check_unique(query_ids, queries_path)
+    queries = {}
+    for qid, row in zip(query_ids, query_rows):
+        text = _text(row["text"], queries_path, qid, "text").strip()
+        if not text:
+            raise UserError(f"{queries_path}: query '{qid}' has empty text; fill it in or remove it")
+        queries[qid] = text[:max_chars]
+    qrels_dir = directory / "qrels"
+    splits = sorted(p for p in qrels_dir.glob("*.tsv*") if p.name.split(".")[0] in {"train", "dev", "test"})
+    if not splits:
+        raise UserError(
+            f"{qrels_dir}: no qrels; add qrels/train.tsv (and test.tsv) with query-id, corpus-id, score"
+        )
+    corpus_ids, known_queries = set(corpus["id"]), set(queries)
+    qrels = {p.name.split(".")[0]: read_qrels(p, corpus_ids, known_queries) for p in splits}
+    return Dataset("beir", corpus, queries, qrels)
+
+
+def load_passages(path: Path, max_chars: int) -> Dataset:
+    """Passages only: (title -> passage) pairs; all passages of a source are its positives."""
+    if path.suffix == ".parquet":
+        try:
+            table = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise UserError(f"{path}: not a readable parquet file ({exc}); check the file") from None
+        missing = [c for c in ("id", "title", "text") if c not in table.columns]
+        if missing:
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)}; passages need id, title, text")
+        rows = table.to_dict("records")
+    else:
+        rows = read_jsonl(path, ("id", "title", "text"))
+    corpus = _corpus_frame(rows, path, "id", max_chars, False)
+    no_title = corpus["title"] == ""
+    if no_title.any():
+        raise UserError(
+            f"{path}: passage '{corpus['id'][no_title].iloc[0]}' has an empty title; passages-only "
+            "training uses the title as the query, so every passage needs one"
+        )
+    queries, train = {}, {}
+    for source, group in corpus.groupby("source_id", sort=True):
+        qid = f"source:{source}"
+        queries[qid] = group["title"].iloc[0]
+        train[qid] = {did: 1 for did in group["id"]}
+    return Dataset("passages", corpus, queries, {"train": train})
+
+
+def load_dataset(path: str | Path, max_chars: int = 20000) -> Dataset:
+    """Dispatch on what the path is: a BEIR directory or a passages file."""
+    path = Path(path)
+    if not str(path) or not path.exists():
+        raise UserError(
+            f"{path}: not found; pass a BEIR directory or a passages .parquet/.jsonl file to --data"
+        )
+    if path.is_dir():
+        return load_beir(path, max_chars)
+    if path.suffix in {".parquet", ".jsonl"} or path.name.endswith(".jsonl.gz"):
+        return load_passages(path, max_chars)
+    raise UserError(f"{path}: unknown input; expected a BEIR directory or a .parquet/.jsonl passages file")

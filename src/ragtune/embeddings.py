@@ -1,0 +1,82 @@
+"""Encode texts in chunks, cache corpus embeddings on disk, and search top-k without an N x N matrix."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ragtune.outputs import atomic_path
+
+ENCODE_CHUNK = 512  # passages per encode call: bounds memory and gives the progress bar a pulse
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("RAGTUNE_CACHE", Path.home() / ".cache" / "ragtune"))
+
+
+def texts_hash(texts: list[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def encode(
+    model, texts: list[str], batch_size: int, kind: str = "document", desc: str = "encode"
+) -> np.ndarray:
+    """Unit-normalised float32 embeddings, encoded chunk by chunk into one preallocated array."""
+    out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+    encode_fn = model.encode_document if kind == "document" else model.encode_query
+    with tqdm(total=len(texts), desc=desc, unit="text", disable=len(texts) < ENCODE_CHUNK) as bar:
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            chunk = texts[start : start + ENCODE_CHUNK]
+            out[start : start + len(chunk)] = encode_fn(
+                chunk,
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            bar.update(len(chunk))
+    return out
+
+
+def encode_corpus_cached(
+    model, model_key: str, texts: list[str], batch_size: int, cache_dir: Path | None = None
+) -> np.ndarray:
+    """Corpus embeddings keyed by model weights, max length and corpus content: a re-run never re-encodes."""
+    cache_dir = cache_dir or default_cache_dir()
+    key = f"{model_key}-{model.max_seq_length}-{texts_hash(texts)}"
+    path = cache_dir / "embeddings" / f"{key}.npy"
+    if path.is_file():
+        cached = np.load(path, allow_pickle=False)
+        if cached.shape[0] == len(texts):
+            return cached
+    embeddings = encode(model, texts, batch_size, "document", desc="encode corpus")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with tmp.open("wb") as handle:
+            np.save(handle, embeddings, allow_pickle=False)
+    return embeddings
+
+
+def top_k(
+    queries: np.ndarray, corpus: np.ndarray, k: int, query_chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine top-k (inputs are unit vectors), best first; memory is query_chunk x corpus at most."""
+    k = min(k, corpus.shape[0])
+    corpus_t = torch.from_numpy(corpus)
+    scores = np.empty((queries.shape[0], k), dtype=np.float32)
+    indices = np.empty((queries.shape[0], k), dtype=np.int64)
+    for start in range(0, queries.shape[0], query_chunk):
+        block = torch.from_numpy(queries[start : start + query_chunk]) @ corpus_t.T
+        values, idx = torch.topk(block, k, dim=1, largest=True, sorted=True)
+        scores[start : start + len(values)] = values.numpy()
+        indices[start : start + len(values)] = idx.numpy()
+    return scores, indices

@@ -1,0 +1,112 @@
+"""False-negative-aware hard-negative mining over precomputed embeddings.
+
+sentence-transformers' `mine_hard_negatives` excludes a query's own positives and applies margins,
+but it cannot keep sibling passages of the same source out, cannot report why candidates were
+dropped, and re-encodes on every call. This module works on embeddings the caller already has
+(shared with evaluation and re-mining) and applies the guard rules in a fixed order, counting each
+rejected candidate under the first rule it breaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ragtune.embeddings import top_k
+
+
+@dataclass
+class MiningAudit:
+    pairs: int = 0
+    candidates_seen: int = 0
+    dropped_labelled_positive: int = 0
+    dropped_same_source: int = 0
+    dropped_below_min_score: int = 0
+    dropped_above_relative_margin: int = 0
+    kept: int = 0
+    selected: int = 0
+    pairs_without_negative: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def mine(
+    query_embeddings: np.ndarray,
+    corpus_embeddings: np.ndarray,
+    pairs: list[tuple[int, int]],
+    positives: dict[int, set[int]],
+    sources: np.ndarray,
+    *,
+    range_min: int,
+    range_max: int,
+    min_score: float,
+    relative_margin: float,
+    num_negatives: int,
+) -> tuple[list[list[int]], MiningAudit]:
+    """Hardest admissible negatives for each (query row, positive row) pair, best first.
+
+    Candidates are the corpus ranks [range_min, range_max) for the pair's query. A candidate is
+    dropped if it is a labelled positive of the query, shares a source with any of them, scores
+    below `min_score`, or scores above `relative_margin` x the positive's score (TopK-PercPos).
+    """
+    audit = MiningAudit(pairs=len(pairs))
+    negatives: list[list[int]] = [[] for _ in pairs]
+    if not pairs or num_negatives == 0:
+        audit.pairs_without_negative = len(pairs)
+        return negatives, audit
+    query_rows = sorted({q for q, _ in pairs})
+    row_of = {q: i for i, q in enumerate(query_rows)}
+    scores, ranked = top_k(query_embeddings[query_rows], corpus_embeddings, range_max)
+    window_scores, window = scores[:, range_min:], ranked[:, range_min:]
+
+    for pair_index, (query, positive) in enumerate(pairs):
+        row = row_of[query]
+        candidates, candidate_scores = window[row], window_scores[row]
+        labelled = np.fromiter(positives[query], dtype=np.int64)
+        is_positive = np.isin(candidates, labelled)
+        same_source = ~is_positive & np.isin(sources[candidates], sources[labelled])
+        remaining = ~is_positive & ~same_source
+        below = remaining & (candidate_scores < min_score)
+        remaining &= ~below
+        positive_score = float(query_embeddings[query] @ corpus_embeddings[positive])
+        above = remaining & (candidate_scores > relative_margin * positive_score)
+        remaining &= ~above
+
+        audit.candidates_seen += len(candidates)
+        audit.dropped_labelled_positive += int(is_positive.sum())
+        audit.dropped_same_source += int(same_source.sum())
+        audit.dropped_below_min_score += int(below.sum())
+        audit.dropped_above_relative_margin += int(above.sum())
+        audit.kept += int(remaining.sum())
+        chosen = candidates[remaining][:num_negatives].tolist()
+        negatives[pair_index] = chosen
+        audit.selected += len(chosen)
+        audit.pairs_without_negative += not chosen
+    return negatives, audit
+
+
+def random_negatives(
+    pairs: list[tuple[int, int]],
+    positives: dict[int, set[int]],
+    sources: np.ndarray,
+    ratio: float,
+    rng: np.random.Generator,
+    max_tries: int = 100,
+) -> list[tuple[int, int]]:
+    """round(ratio x pairs) (pair index, corpus row) draws, never a positive or same-source passage."""
+    count = round(ratio * len(pairs))
+    if count == 0:
+        return []
+    chosen_pairs = rng.choice(len(pairs), size=count, replace=count > len(pairs))
+    draws = []
+    for pair_index in sorted(chosen_pairs.tolist()):
+        query = pairs[pair_index][0]
+        banned_sources = set(sources[list(positives[query])].tolist())
+        for _ in range(max_tries):
+            candidate = int(rng.integers(len(sources)))
+            if candidate not in positives[query] and sources[candidate] not in banned_sources:
+                draws.append((pair_index, candidate))
+                break
+    return draws

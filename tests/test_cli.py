@@ -1,0 +1,121 @@
+"""The real `ragtune` executable, end to end on a 200-passage slice, and its bad-input contract."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
+
+
+def run(*args, cwd=None):
+    return subprocess.run([RAGTUNE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=os.environ)
+
+
+def assert_user_error(result, *needles):
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ragtune: error")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(scifact_slice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "prepared"
+    result = run(
+        "prepare", "--data", scifact_slice, "--output", out,
+        "--range-min", "0", "--min-score", "0.2", "--random-negative-ratio", "0.2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "mining audit" in result.stdout
+    return out
+
+
+def test_prepare_writes_every_artifact(prepared_dir):
+    assert sorted(p.name for p in prepared_dir.iterdir()) == [
+        "audit.json", "config.yaml", "corpus.parquet", "eval.parquet", "summary.json", "train.parquet",
+    ]  # fmt: skip
+    config = yaml.safe_load((prepared_dir / "config.yaml").read_text())
+    assert config["mining"]["range_min"] == 0 and config["mining"]["random_negative_ratio"] == 0.2
+    audit = json.loads((prepared_dir / "audit.json").read_text())
+    samples = pd.read_parquet(prepared_dir / "train.parquet")
+    assert (samples["kind"] == "hard_negative").sum() == audit["selected"] > 0
+    assert not list(prepared_dir.parent.glob(".prepared.tmp-*"))
+
+
+def test_prepare_refuses_to_overwrite_and_leaves_outputs_untouched(prepared_dir, scifact_slice):
+    before = {p.name: p.read_bytes() for p in prepared_dir.iterdir()}
+    assert_user_error(
+        run("prepare", "--data", scifact_slice, "--output", prepared_dir), str(prepared_dir), "--overwrite"
+    )
+    assert {p.name: p.read_bytes() for p in prepared_dir.iterdir()} == before
+
+
+def test_evaluate_writes_metrics_table_and_chart(scifact_slice, tmp_path):
+    out = tmp_path / "eval"
+    result = run("evaluate", "--data", scifact_slice, "--split", "test", "--output", out)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["results"]) == ["bm25", "all-MiniLM-L6-v2"]
+    assert 0.3 < metrics["results"]["all-MiniLM-L6-v2"]["ndcg@10"] <= 1.0
+    assert "| all-MiniLM-L6-v2 |" in result.stdout
+    assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
+    assert yaml.safe_load((out / "config.yaml").read_text())["eval"]["split"] == "test"
+
+
+def test_passages_only_file_prepares_end_to_end(tmp_path):
+    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[
+        :120
+    ]
+    rows.to_parquet(tmp_path / "passages.parquet")
+    out = tmp_path / "prepared"
+    result = run("prepare", "--data", tmp_path / "passages.parquet", "--output", out, "--range-min", "0",
+                 "--min-score", "0.1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    samples = pd.read_parquet(out / "train.parquet")
+    corpus = pd.read_parquet(out / "corpus.parquet").set_index("id")
+    assert (samples["anchor"] == corpus.loc[samples["positive_id"], "title"].to_numpy()).all()
+    negatives = samples.dropna(subset=["negative_id"])
+    assert len(negatives) > 0
+    assert (corpus.loc[negatives["negative_id"], "source_id"].to_numpy()
+            != corpus.loc[negatives["positive_id"], "source_id"].to_numpy()).all()  # fmt: skip
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, scifact_slice):
+    assert_user_error(
+        run("prepare", "--data", tmp_path / "nowhere", "--output", tmp_path / "o"), "nowhere", "--data"
+    )
+    broken = tmp_path / "run.yaml"
+    broken.write_text("mining: {range_max: [}\n")
+    assert_user_error(run("prepare", "--config", broken), "run.yaml", "not valid YAML")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("mining:\n  hard_negatives: 3\n")
+    assert_user_error(run("prepare", "--config", unknown), "mining.hard_negatives")
+    assert_user_error(
+        run("evaluate", "--data", scifact_slice, "--split", "dev", "--output", tmp_path / "e"), "dev"
+    )
+    no_model = run(
+        "evaluate", "--data", scifact_slice, "--model", "no/such-model", "--output", tmp_path / "e"
+    )
+    assert_user_error(no_model, "no/such-model")
+    bad_qrels = tmp_path / "bad"
+    shutil.copytree(scifact_slice, bad_qrels)
+    with open(bad_qrels / "qrels" / "test.tsv", "a") as handle:
+        handle.write("1\tunknown-doc\t1\n")
+    assert_user_error(
+        run("evaluate", "--data", bad_qrels, "--output", tmp_path / "e"), "test.tsv", "unknown-doc"
+    )
+    assert not (tmp_path / "e").exists()
+
+
+def test_argument_errors_are_one_line():
+    result = run("prepare", "--range-max", "many")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

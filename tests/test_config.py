@@ -1,0 +1,57 @@
+import pytest
+import yaml
+
+from ragtune import config as cfg
+from ragtune.errors import UserError
+
+
+def test_defaults_yaml_and_flags_layer_in_order(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("mining:\n  range_max: 80\n  min_score: 0\ndata:\n  seed: 7\n")
+    config = cfg.load(path, {"mining.range_max": 60})
+    assert config.mining.range_max == 60  # flag beats file
+    assert config.mining.min_score == 0.0 and isinstance(config.mining.min_score, float)
+    assert config.data.seed == 7
+    assert config.mining.relative_margin == 0.95  # default kept
+
+
+def test_written_config_reloads_identically(tmp_path):
+    config = cfg.load(None, {"eval.models": ["a", "b"], "mining.hard_negatives_per_query": 3})
+    path = tmp_path / "config.yaml"
+    path.write_text(cfg.to_yaml(config))
+    assert cfg.load(path) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mining:\n  rang_max: 5\n", "unknown key 'mining.rang_max'"),
+        ("minning:\n  range_max: 5\n", "unknown section 'minning'"),
+        ("mining:\n  range_max: fifty\n", "mining.range_max: expected int"),
+        ("mining:\n  range_max: true\n", "mining.range_max: expected int"),
+        ("mining: [1, 2]\n", "section 'mining' must be a mapping"),
+        ("mining:\n  range_min: 60\n", "range_min < range_max"),
+        ("data:\n  eval_fraction: 1.5\n", "data.eval_fraction"),
+        ("mining:\n  range_max: [5\n", "is not valid YAML"),
+        ("- a\n- b\n", "expected a mapping of sections"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message.replace("[", r"\[")) as info:
+        cfg.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_and_non_utf8_config(tmp_path):
+    with pytest.raises(UserError, match="config file not found"):
+        cfg.load(tmp_path / "nope.yaml")
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("data:\n  path: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        cfg.load(path)
+
+
+def test_config_yaml_is_plain_yaml():
+    assert yaml.safe_load(cfg.to_yaml(cfg.Config()))["mining"]["min_score"] == 0.3

@@ -1,0 +1,155 @@
+import json
+
+import pandas as pd
+import pytest
+from conftest import REPO, write_beir
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ragtune.data import load_dataset
+from ragtune.errors import UserError
+
+DOCS = [
+    {"_id": "d1", "title": "Alpha", "text": "alpha text"},
+    {"_id": "d2", "title": "Beta", "text": "beta text"},
+]
+QUERIES = [{"_id": "q1", "text": "what is alpha"}, {"_id": "q2", "text": "what is beta"}]
+
+
+def beir(tmp_path, docs=DOCS, queries=QUERIES, qrels=None):
+    return write_beir(
+        tmp_path / "beir", docs, queries, qrels or {"train": [["q1", "d1", 1], ["q2", "d2", 2]]}
+    )
+
+
+def test_beir_directory_loads_with_graded_qrels(tmp_path):
+    dataset = load_dataset(beir(tmp_path))
+    assert dataset.kind == "beir"
+    assert dataset.corpus["document"].tolist() == ["Alpha alpha text", "Beta beta text"]
+    assert dataset.qrels["train"] == {"q1": {"d1": 1}, "q2": {"d2": 2}}
+
+
+def test_bundled_demo_data_loads_compressed():
+    dataset = load_dataset(REPO / "data" / "scifact")
+    assert len(dataset.corpus) == 5183 and len(dataset.queries) == 1109
+    assert len(dataset.positives("train")) == 809 and len(dataset.positives("test")) == 300
+
+
+def test_passages_share_a_source_by_title_or_source_id(tmp_path):
+    rows = [
+        {"id": "p1", "title": "Paris", "text": "Paris is the capital."},
+        {"id": "p2", "title": "Paris", "text": "It lies on the Seine."},
+        {"id": "p3", "title": "Lyon", "text": "Lyon is a city.", "source_id": "fr-cities"},
+        {"id": "p4", "title": "Lyon (2)", "text": "More on Lyon.", "source_id": "fr-cities"},
+    ]
+    path = tmp_path / "passages.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    dataset = load_dataset(path)
+    assert dataset.kind == "passages"
+    assert dataset.qrels["train"] == {
+        "source:paris": {"p1": 1, "p2": 1},
+        "source:fr-cities": {"p3": 1, "p4": 1},
+    }
+    assert dataset.queries["source:paris"] == "Paris"
+    assert (
+        dataset.corpus["document"].tolist()[0] == "Paris is the capital."
+    )  # the title is the query, not in the passage
+
+
+def _write_lines(path, lines):
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no_corpus", "no corpus.jsonl"),
+        ("no_queries", "no queries.jsonl"),
+        ("no_qrels", "no qrels"),
+        ("empty_corpus", "corpus is empty"),
+        ("duplicate_ids", "duplicate id 'd1'"),
+        ("missing_id", "line 2: missing field.*_id"),
+        ("bad_json", "line 1: not valid JSON"),
+        ("unknown_doc", "line 2: corpus-id 'd9' is not in corpus.jsonl"),
+        ("unknown_query", "line 2: query-id 'q9' is not in queries.jsonl"),
+        ("bad_header", "header must be"),
+        ("bad_score", "score 'high' is not a number"),
+        ("non_utf8", "not UTF-8"),
+        ("empty_doc", "passage 'd2' has empty title and text"),
+        ("empty_query", "query 'q2' has empty text"),
+    ],
+)
+def test_bad_beir_input_names_file_and_fix(tmp_path, case, message):
+    root = beir(tmp_path)
+    if case == "no_corpus":
+        (root / "corpus.jsonl").unlink()
+    elif case == "no_queries":
+        (root / "queries.jsonl").unlink()
+    elif case == "no_qrels":
+        (root / "qrels" / "train.tsv").unlink()
+    elif case == "empty_corpus":
+        (root / "corpus.jsonl").write_text("")
+    elif case == "duplicate_ids":
+        _write_lines(root / "corpus.jsonl", DOCS + [DOCS[0]])
+    elif case == "missing_id":
+        _write_lines(root / "corpus.jsonl", [DOCS[0], {"title": "x", "text": "y"}])
+    elif case == "bad_json":
+        (root / "corpus.jsonl").write_text("{not json\n")
+    elif case == "unknown_doc":
+        (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td9\t1\n")
+    elif case == "unknown_query":
+        (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq9\td1\t1\n")
+    elif case == "bad_header":
+        (root / "qrels" / "train.tsv").write_text("q\td\ts\nq1\td1\t1\n")
+    elif case == "bad_score":
+        (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
+    elif case == "non_utf8":
+        (root / "corpus.jsonl").write_bytes(b'{"_id": "d1", "title": "caf\xe9", "text": "x"}\n')
+    elif case == "empty_doc":
+        _write_lines(root / "corpus.jsonl", [DOCS[0], {"_id": "d2", "title": " ", "text": ""}])
+    elif case == "empty_query":
+        _write_lines(root / "queries.jsonl", [QUERIES[0], {"_id": "q2", "text": "  "}])
+    with pytest.raises(UserError, match=message):
+        load_dataset(root)
+
+
+def test_passages_need_columns_and_titles(tmp_path):
+    path = tmp_path / "p.parquet"
+    pd.DataFrame([{"id": "a", "text": "t"}]).to_parquet(path)
+    with pytest.raises(UserError, match="missing column.*title"):
+        load_dataset(path)
+    pd.DataFrame([{"id": "a", "title": "", "text": "t"}]).to_parquet(path)
+    with pytest.raises(UserError, match="empty title"):
+        load_dataset(path)
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(UserError, match="not a readable parquet"):
+        load_dataset(tmp_path / "broken.parquet")
+    with pytest.raises(UserError, match="not found"):
+        load_dataset(tmp_path / "missing")
+    (tmp_path / "p.csv").write_text("id,title,text\n")
+    with pytest.raises(UserError, match="unknown input"):
+        load_dataset(tmp_path / "p.csv")
+
+
+def test_long_text_is_truncated_with_a_warning(tmp_path):
+    docs = [DOCS[0], {"_id": "d2", "title": "Beta", "text": "x" * 5000}]
+    with pytest.warns(UserWarning, match="1 'text' value"):
+        dataset = load_dataset(beir(tmp_path, docs=docs), max_chars=1000)
+    assert dataset.corpus["text"].str.len().max() == 1000
+
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(text, text, text), min_size=1, max_size=8))
+def test_passages_loader_either_loads_or_says_why(tmp_path, rows):
+    """Any UTF-8 content: a Dataset whose ids match the input, or a UserError, never a crash."""
+    path = tmp_path / "p.jsonl"
+    _write_lines(path, [{"id": i, "title": title, "text": body} for i, title, body in rows])
+    try:
+        dataset = load_dataset(path)
+    except UserError:
+        return
+    assert dataset.corpus["id"].tolist() == [i for i, _, _ in rows]
+    assert all(docs for docs in dataset.qrels["train"].values())

@@ -1,0 +1,69 @@
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+from ragtune.data import load_dataset
+from ragtune.embeddings import encode
+from ragtune.evaluate import METRICS, dense_rankings, evaluate, retrieval_metrics
+
+
+def test_metrics_equal_sentence_transformers_evaluator(scifact_slice, model):
+    dataset = load_dataset(scifact_slice)
+    qrels = dataset.positives("test")
+    query_ids = sorted(qrels)
+    corpus = dict(zip(dataset.corpus["id"], dataset.corpus["document"]))
+    queries = {q: dataset.queries[q] for q in query_ids}
+    reference = InformationRetrievalEvaluator(
+        queries, corpus, {q: set(d) for q, d in qrels.items()}, precision_recall_at_k=[10, 100],
+        show_progress_bar=False, batch_size=64,
+    )(model)  # fmt: skip
+    ours = evaluate(
+        dataset, split="test", models=["all-MiniLM-L6-v2"], baselines=[], device="cpu",
+        encode_batch_size=64, cache_dir=None,
+    )["all-MiniLM-L6-v2"]  # fmt: skip
+    for metric, key in [("ndcg@10", "ndcg@10"), ("mrr@10", "mrr@10"), ("recall@10", "recall@10"),
+                        ("recall@100", "recall@100"), ("map@100", "map@100")]:  # fmt: skip
+        assert ours[metric] == pytest.approx(reference[f"cosine_{key}"], abs=1e-6), metric
+
+
+def test_graded_ndcg_uses_grades_as_gains():
+    rankings = {"q": [("a", 0.9), ("b", 0.8), ("c", 0.7)]}
+    qrels = {"q": {"b": 2, "a": 1}}
+    dcg = 1 / math.log2(2) + 2 / math.log2(3)
+    ideal = 2 / math.log2(2) + 1 / math.log2(3)
+    assert retrieval_metrics(rankings, qrels)["ndcg@10"] == pytest.approx(dcg / ideal)
+
+
+def test_ties_break_by_document_id_like_the_evaluator():
+    rankings = {"q": [("z", 0.5), ("a", 0.5)]}
+    assert retrieval_metrics(rankings, {"q": {"a": 1}})["mrr@10"] == 1.0
+
+
+ids = st.sampled_from([f"d{i}" for i in range(30)])
+
+
+@given(
+    ranked=st.lists(ids, unique=True, max_size=30),
+    relevant=st.dictionaries(ids, st.integers(1, 3), min_size=1, max_size=5),
+)
+def test_metrics_are_bounded_and_perfect_ranking_scores_one(ranked, relevant):
+    rankings = {"q": [(d, 1.0 - i / 100) for i, d in enumerate(ranked)]}
+    metrics = retrieval_metrics(rankings, {"q": relevant})
+    assert all(0.0 <= metrics[m] <= 1.0 + 1e-9 for m in METRICS)
+    perfect = sorted(relevant, key=lambda d: -relevant[d])
+    best = retrieval_metrics({"q": [(d, 1.0 - i / 100) for i, d in enumerate(perfect)]}, {"q": relevant})
+    assert best["ndcg@10"] == pytest.approx(1.0) and best["recall@100"] == 1.0 and best["mrr@10"] == 1.0
+
+
+def test_dense_ranking_is_exact_search(scifact_slice, model):
+    dataset = load_dataset(scifact_slice)
+    docs = dataset.corpus["document"].tolist()
+    corpus_emb = encode(model, docs, 64)
+    query_emb = encode(model, ["vitamin D and bone density"], 64, "query")
+    ranking = dense_rankings(query_emb, corpus_emb, ["q"], dataset.corpus["id"].tolist())["q"]
+    scores = corpus_emb @ query_emb[0]
+    assert [d for d, _ in ranking[:10]] == [dataset.corpus["id"][i] for i in (-scores).argsort()[:10]]
+    assert len(ranking) == 100

@@ -1,0 +1,74 @@
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+from conftest import write_beir
+
+from ragtune.data import load_dataset
+from ragtune.errors import UserError
+from ragtune.prepare import SAMPLE_COLUMNS, prepare, split_queries
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+MINING = dict(
+    model_name="all-MiniLM-L6-v2", device="cpu", encode_batch_size=64, cache_dir=None, eval_fraction=0.1,
+    seed=42, range_min=0, range_max=30, min_score=0.2, relative_margin=0.95, timestamp=NOW,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def slice_dataset(scifact_slice):
+    return load_dataset(scifact_slice)
+
+
+@pytest.fixture(scope="module")
+def prepared(slice_dataset):
+    return prepare(slice_dataset, hard_negatives_per_query=2, random_negative_ratio=0.5, **MINING)
+
+
+def test_output_schema_and_kinds(prepared):
+    samples = prepared.samples
+    assert list(samples.columns) == SAMPLE_COLUMNS
+    assert set(samples["kind"]) <= {"positive", "hard_negative", "random_negative"}
+    assert samples["training_sample_id"].is_unique
+    assert (samples["event_timestamp"] == NOW).all()
+    assert samples.loc[samples["kind"] == "positive", "negative"].isna().all()
+    assert samples.loc[samples["kind"] != "positive", "negative"].notna().all()
+    assert (samples["kind"] == "hard_negative").sum() == prepared.audit.selected
+    assert (samples["kind"] == "random_negative").sum() == round(0.5 * prepared.summary["train_pairs"])
+
+
+def test_no_test_or_held_out_query_enters_training(prepared, slice_dataset):
+    train_queries = set(prepared.samples["anchor_id"])
+    assert not train_queries & set(slice_dataset.qrels["test"])
+    assert not train_queries & set(prepared.eval["anchor_id"])
+    assert len(set(prepared.eval["anchor_id"])) == prepared.summary["eval_queries"] > 0
+
+
+def test_negatives_are_never_positives_of_their_query(prepared, slice_dataset):
+    train = slice_dataset.positives("train")
+    for row in prepared.samples.dropna(subset=["negative_id"]).itertuples():
+        assert row.negative_id not in train[row.anchor_id]
+
+
+def test_same_inputs_give_identical_samples(slice_dataset, prepared):
+    again = prepare(slice_dataset, hard_negatives_per_query=2, random_negative_ratio=0.5, **MINING)
+    pd.testing.assert_frame_equal(again.samples, prepared.samples)
+
+
+def test_dev_qrels_become_the_eval_split_and_test_overlap_is_dropped(tmp_path):
+    docs = [{"_id": f"d{i}", "title": f"t{i}", "text": "x"} for i in range(4)]
+    queries = [{"_id": f"q{i}", "text": f"query {i}"} for i in range(4)]
+    root = write_beir(
+        tmp_path / "b", docs, queries,
+        {"train": [["q0", "d0", 1], ["q1", "d1", 1], ["q3", "d3", 1]], "dev": [["q1", "d1", 1]],
+         "test": [["q3", "d3", 1]]},
+    )  # fmt: skip
+    splits = split_queries(load_dataset(root), 0.5, 0)
+    assert set(splits.train) == {"q0"} and set(splits.eval) == {"q1"} and splits.eval_source == "dev"
+
+
+def test_no_training_positives_is_a_user_error(tmp_path):
+    docs = [{"_id": "d0", "title": "t", "text": "x"}]
+    root = write_beir(tmp_path / "b", docs, [{"_id": "q0", "text": "q"}], {"train": [["q0", "d0", 0]]})
+    with pytest.raises(UserError, match="no training positives"):
+        split_queries(load_dataset(root), 0.1, 0)
