@@ -5,7 +5,7 @@ from conftest import REPO
 
 from ragtune.data import load_dataset
 from ragtune.embeddings import encode
-from ragtune.mining import mine, random_negatives
+from ragtune.mining import MiningParams, mine, random_negatives
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +26,7 @@ def passages(model):
 
 def test_guard_never_returns_a_positive_or_a_sibling(passages):
     queries, corpus_emb, pairs, positives, sources = passages
-    negatives, audit = mine(
-        queries, corpus_emb, pairs, positives, sources,
-        range_min=0, range_max=30, min_score=0.0, relative_margin=0.95, num_negatives=3,
-    )  # fmt: skip
+    negatives, audit = mine(queries, corpus_emb, pairs, positives, sources, MiningParams(0, 30, 0.0, 0.95, 3))
     assert audit.selected > 0
     for (query, _), chosen in zip(pairs, negatives):
         own_sources = {sources[p] for p in positives[query]}
@@ -41,10 +38,7 @@ def test_guard_never_returns_a_positive_or_a_sibling(passages):
 
 def test_audit_accounts_for_every_candidate_and_rules_bite(passages):
     queries, corpus_emb, pairs, positives, sources = passages
-    negatives, audit = mine(
-        queries, corpus_emb, pairs, positives, sources,
-        range_min=0, range_max=30, min_score=0.3, relative_margin=0.9, num_negatives=2,
-    )  # fmt: skip
+    negatives, audit = mine(queries, corpus_emb, pairs, positives, sources, MiningParams(0, 30, 0.3, 0.9, 2))
     dropped = (
         audit.dropped_labelled_positive + audit.dropped_same_source
         + audit.dropped_below_min_score + audit.dropped_above_relative_margin
@@ -58,10 +52,7 @@ def test_audit_accounts_for_every_candidate_and_rules_bite(passages):
 
 def test_selected_negatives_respect_floor_margin_and_window(passages):
     queries, corpus_emb, pairs, positives, sources = passages
-    negatives, _ = mine(
-        queries, corpus_emb, pairs, positives, sources,
-        range_min=5, range_max=20, min_score=0.2, relative_margin=0.95, num_negatives=3,
-    )  # fmt: skip
+    negatives, _ = mine(queries, corpus_emb, pairs, positives, sources, MiningParams(5, 20, 0.2, 0.95, 3))
     for (query, positive), chosen in zip(pairs, negatives):
         scores = corpus_emb @ queries[query]
         ranks = np.argsort(-scores)
@@ -74,10 +65,7 @@ def test_selected_negatives_respect_floor_margin_and_window(passages):
 
 def test_no_negatives_requested_is_a_clean_no_op(passages):
     queries, corpus_emb, pairs, positives, sources = passages
-    negatives, audit = mine(
-        queries, corpus_emb, pairs, positives, sources,
-        range_min=0, range_max=10, min_score=0.0, relative_margin=1.0, num_negatives=0,
-    )  # fmt: skip
+    negatives, audit = mine(queries, corpus_emb, pairs, positives, sources, MiningParams(0, 10, 0.0, 1.0, 0))
     assert all(n == [] for n in negatives) and audit.pairs_without_negative == len(pairs)
 
 

@@ -6,13 +6,15 @@ from conftest import write_beir
 
 from ragtune.data import load_dataset
 from ragtune.errors import UserError
+from ragtune.mining import MiningParams
 from ragtune.prepare import SAMPLE_COLUMNS, prepare, split_queries
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 MINING = dict(
     model_name="all-MiniLM-L6-v2", device="cpu", encode_batch_size=64, cache_dir=None, eval_fraction=0.1,
-    seed=42, range_min=0, range_max=30, min_score=0.2, relative_margin=0.95, timestamp=NOW,
+    seed=42, timestamp=NOW,
 )  # fmt: skip
+GUARD = MiningParams(range_min=0, range_max=30, min_score=0.2, relative_margin=0.95, num_negatives=2)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def slice_dataset(scifact_slice):
 
 @pytest.fixture(scope="module")
 def prepared(slice_dataset):
-    return prepare(slice_dataset, hard_negatives_per_query=2, random_negative_ratio=0.5, **MINING)
+    return prepare(slice_dataset, mining=GUARD, random_negative_ratio=0.5, **MINING)
 
 
 def test_output_schema_and_kinds(prepared):
@@ -51,7 +53,7 @@ def test_negatives_are_never_positives_of_their_query(prepared, slice_dataset):
 
 
 def test_same_inputs_give_identical_samples(slice_dataset, prepared):
-    again = prepare(slice_dataset, hard_negatives_per_query=2, random_negative_ratio=0.5, **MINING)
+    again = prepare(slice_dataset, mining=GUARD, random_negative_ratio=0.5, **MINING)
     pd.testing.assert_frame_equal(again.samples, prepared.samples)
 
 

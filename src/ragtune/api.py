@@ -14,13 +14,22 @@ def _cache_dir(model: cfg.ModelConfig) -> Path | None:
     return Path(model.cache_dir) if model.cache_dir else None
 
 
+def mining_params(mining: cfg.MiningConfig):
+    from ragtune.mining import MiningParams
+
+    return MiningParams(
+        range_min=mining.range_min, range_max=mining.range_max, min_score=mining.min_score,
+        relative_margin=mining.relative_margin, num_negatives=mining.hard_negatives_per_query,
+    )  # fmt: skip
+
+
 def prepare(config: cfg.Config, overwrite: bool = False) -> Path:
     """Training samples, held-out split, corpus and mining audit in `config.data.output`."""
     from ragtune import prepare as stage
     from ragtune.data import load_dataset
     from ragtune.outputs import atomic_dir, check_output_dir
 
-    d, m, mining = config.data, config.model, config.mining
+    d, m = config.data, config.model
     output = Path(d.output)
     check_output_dir(output, overwrite)
     dataset = load_dataset(d.path, d.max_text_chars)
@@ -28,9 +37,8 @@ def prepare(config: cfg.Config, overwrite: bool = False) -> Path:
         dataset,
         model_name=m.name, device=m.device, encode_batch_size=m.encode_batch_size, cache_dir=_cache_dir(m),
         eval_fraction=d.eval_fraction, seed=d.seed,
-        hard_negatives_per_query=mining.hard_negatives_per_query, range_min=mining.range_min,
-        range_max=mining.range_max, min_score=mining.min_score, relative_margin=mining.relative_margin,
-        random_negative_ratio=mining.random_negative_ratio, timestamp=stage.input_timestamp(Path(d.path)),
+        mining=mining_params(config.mining), random_negative_ratio=config.mining.random_negative_ratio,
+        timestamp=stage.input_timestamp(Path(d.path)),
     )  # fmt: skip
     with atomic_dir(output, overwrite) as tmp:
         stage.write_prepared(tmp, prepared, cfg.to_yaml(config))
@@ -63,11 +71,45 @@ def evaluate(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str,
     return results
 
 
-def demo(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str, float]]:
-    """prepare -> evaluate on the bundled SciFact, under runs/demo (replaced on every run)."""
-    root = Path("runs/demo")
+def train(config: cfg.Config, overwrite: bool = False, resume: bool = False):
+    """Fine-tune on a prepared directory; writes model/, metrics.json, config.yaml, tensorboard/."""
+    from ragtune import train as stage
+
+    t, m = config.train, config.model
+    result = stage.train(
+        Path(t.prepared), Path(t.output),
+        model_name=m.name, device=m.device, loss=t.loss, epochs=t.epochs, learning_rate=t.learning_rate,
+        batch_size=t.batch_size, mini_batch_size=t.mini_batch_size, warmup_ratio=t.warmup_ratio,
+        max_seq_length=t.max_seq_length, hard_negative_update_frequency=t.hard_negative_update_frequency,
+        checkpoint_steps=t.checkpoint_steps, early_stopping_patience=t.early_stopping_patience,
+        logging_steps=t.logging_steps, seed=t.seed, mining=mining_params(config.mining),
+        encode_batch_size=m.encode_batch_size, cache_dir=_cache_dir(m), resume=resume, overwrite=overwrite,
+        config_yaml=cfg.to_yaml(config),
+    )  # fmt: skip
+    base, tuned = result.metrics["base"], result.metrics["tuned"]
+    print(
+        f"trained {result.model_dir} in {result.metrics['train']['seconds']:.0f} s "
+        f"({result.metrics['train']['steps']} steps); held-out nDCG@10 "
+        f"{base.get('ndcg@10', float('nan')):.4f} -> {tuned['ndcg@10']:.4f}"
+    )
+    return result
+
+
+def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[str, float]]:
+    """prepare -> train -> evaluate on the bundled SciFact; BM25 / base / tuned on its test split.
+
+    Everything goes under `root` and is replaced on every run.
+    """
+    import time
+
+    started = time.perf_counter()
     config.data.path = config.data.path or "data/scifact"
-    config.data.output = str(root / "prepared")
+    config.data.output = config.train.prepared = str(root / "prepared")
+    config.train.output = str(root / "run")
     config.eval.output = str(root / "eval")
+    config.eval.models = [config.model.name, str(root / "run" / "model")]
     prepare(config, overwrite=True)
-    return evaluate(config, overwrite=True)
+    train(config, overwrite=True)
+    results = evaluate(config, overwrite=True)
+    print(f"demo finished in {time.perf_counter() - started:.0f} s; chart: {root / 'eval' / 'metrics.png'}")
+    return results

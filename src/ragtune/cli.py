@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import subprocess
 import sys
 import typing
 import warnings
@@ -23,6 +24,14 @@ COMMAND_FIELDS = {
         "model.encode_batch_size",
         "model.cache_dir",
         "eval.*",
+    ],
+    "train": [
+        "train.*",
+        "model.name",
+        "model.device",
+        "model.encode_batch_size",
+        "model.cache_dir",
+        "mining.*",
     ],
     "demo": ["model.device", "model.cache_dir"],
 }
@@ -63,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     helps = {
         "prepare": "training pairs with guarded hard negatives, and a held-out evaluation split",
         "evaluate": "nDCG@10, MRR@10, Recall@10/100, MAP@100 of models (and BM25) on a qrels split",
+        "train": "fine-tune with sentence-transformers, re-mining hard negatives as the model learns",
         "demo": "the whole pipeline on the bundled SciFact data and model, under runs/demo",
     }
     for command, help_text in helps.items():
@@ -70,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", type=Path, help="YAML config; flags override it")
         _add_config_flags(p, COMMAND_FIELDS[command])
         p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+        if command == "train":
+            p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    board = sub.add_parser("tensorboard", help="serve a run's TensorBoard logs (127.0.0.1 unless --host)")
+    board.add_argument("run", type=Path, help="run directory (holding tensorboard/) or a folder of runs")
+    board.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to the network"
+    )
+    board.add_argument("--port", type=int, default=6006)
     return parser
 
 
@@ -77,7 +95,21 @@ def _overrides(args: argparse.Namespace) -> dict:
     return {key: value for key, value in vars(args).items() if "." in key}
 
 
-RUNNERS = {"prepare": api.prepare, "evaluate": api.evaluate, "demo": api.demo}
+RUNNERS = {
+    "prepare": lambda config, args: api.prepare(config, args.overwrite),
+    "evaluate": lambda config, args: api.evaluate(config, args.overwrite),
+    "train": lambda config, args: api.train(config, args.overwrite, args.resume),
+    "demo": lambda config, args: api.demo(config),
+}
+
+
+def serve_tensorboard(run: Path, host: str, port: int) -> int:
+    logdir = run / "tensorboard" if (run / "tensorboard").is_dir() else run
+    if not logdir.is_dir():
+        raise UserError(f"{run}: not found; pass a run directory written by `ragtune train`")
+    print(f"TensorBoard for {logdir} on http://{host}:{port}/ (Ctrl-C to stop)")
+    return subprocess.call([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host,
+                            "--port", str(port)])  # fmt: skip
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -88,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
     try:
+        if args.command == "tensorboard":
+            return serve_tensorboard(args.run, args.host, args.port)
         config = cfg.load(args.config, _overrides(args))
-        RUNNERS[args.command](config, args.overwrite)
+        RUNNERS[args.command](config, args)
     except UserError as exc:
         print(f"ragtune: error: {exc}", file=sys.stderr)
         return 2

@@ -54,6 +54,30 @@ class MiningConfig:
 
 
 @dataclass
+class TrainConfig:
+    prepared: str = _option("prepared", "directory written by `ragtune prepare`", "--data")
+    output: str = _option(
+        "runs/train", "run directory: model/, checkpoints/, tensorboard/, metrics.json", "--output"
+    )
+    loss: str = _option("mnrl", "mnrl (in-batch + hard negatives), cached-mnrl, or contrastive")
+    epochs: int = _option(2, "passes over the training samples")
+    learning_rate: float = _option(6e-5, "peak learning rate (linear warmup, then linear decay)")
+    batch_size: int = _option(32, "samples per device per step; more in-batch negatives as it grows")
+    mini_batch_size: int = _option(16, "cached-mnrl only: rows encoded at once (memory, not the result)")
+    warmup_ratio: float = _option(0.1, "share of steps spent warming up the learning rate")
+    max_seq_length: int = _option(
+        0, "token limit while training (0: the model's own); evaluation always uses the model's"
+    )
+    hard_negative_update_frequency: int = _option(
+        1, "re-mine hard negatives with the model every N epochs (0: never)"
+    )
+    checkpoint_steps: int = _option(50, "save a resumable checkpoint every K optimizer steps")
+    early_stopping_patience: int = _option(0, "stop after N evaluations without a better nDCG@10 (0: never)")
+    logging_steps: int = _option(5, "log loss and learning rate every N steps")
+    seed: int = _option(42, "seed for data order, negatives and initialisation")
+
+
+@dataclass
 class EvalConfig:
     models: list[str] = _option([], "models to evaluate (default: model.name); repeat the flag", "--model")
     split: str = _option("test", "qrels split to evaluate")
@@ -66,15 +90,13 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-SECTIONS: dict[str, type] = {
-    "model": ModelConfig,
-    "data": DataConfig,
-    "mining": MiningConfig,
-    "eval": EvalConfig,
-}
+LOSSES = ("mnrl", "cached-mnrl", "contrastive")
+
+SECTIONS: dict[str, type] = {name: kind for name, kind in typing.get_type_hints(Config).items()}
 
 
 def field_type(section: str, name: str) -> Any:
@@ -125,7 +147,7 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
 
 def validate(config: Config, source: str = "config") -> None:
     """Range checks that types alone cannot express."""
-    m, d = config.mining, config.data
+    m, d, t = config.mining, config.data, config.train
     checks = [
         (0.0 <= d.eval_fraction < 1.0, "data.eval_fraction", "a number in [0, 1)"),
         (d.max_text_chars > 0, "data.max_text_chars", "a positive integer"),
@@ -135,6 +157,17 @@ def validate(config: Config, source: str = "config") -> None:
         (-1.0 <= m.min_score <= 1.0, "mining.min_score", "a cosine similarity in [-1, 1]"),
         (m.random_negative_ratio >= 0, "mining.random_negative_ratio", "0 or more"),
         (config.model.encode_batch_size > 0, "model.encode_batch_size", "a positive integer"),
+        (t.loss in LOSSES, "train.loss", " or ".join(LOSSES)),
+        (t.epochs > 0, "train.epochs", "a positive integer"),
+        (t.learning_rate > 0, "train.learning_rate", "a positive number"),
+        (t.batch_size > 1, "train.batch_size", "at least 2 (in-batch negatives need company)"),
+        (t.mini_batch_size > 0, "train.mini_batch_size", "a positive integer"),
+        (0 <= t.warmup_ratio < 1, "train.warmup_ratio", "a number in [0, 1)"),
+        (t.max_seq_length >= 0, "train.max_seq_length", "0 or a positive integer"),
+        (t.hard_negative_update_frequency >= 0, "train.hard_negative_update_frequency", "0 or more"),
+        (t.checkpoint_steps > 0, "train.checkpoint_steps", "a positive integer"),
+        (t.early_stopping_patience >= 0, "train.early_stopping_patience", "0 or more"),
+        (t.logging_steps > 0, "train.logging_steps", "a positive integer"),
     ]
     for ok, name, expected in checks:
         if not ok:

@@ -16,6 +16,17 @@ import numpy as np
 from ragtune.embeddings import top_k
 
 
+@dataclass(frozen=True)
+class MiningParams:
+    """The guard and window shared by `prepare` and re-mining during training."""
+
+    range_min: int
+    range_max: int
+    min_score: float
+    relative_margin: float
+    num_negatives: int
+
+
 @dataclass
 class MiningAudit:
     pairs: int = 0
@@ -38,28 +49,24 @@ def mine(
     pairs: list[tuple[int, int]],
     positives: dict[int, set[int]],
     sources: np.ndarray,
-    *,
-    range_min: int,
-    range_max: int,
-    min_score: float,
-    relative_margin: float,
-    num_negatives: int,
+    params: MiningParams,
 ) -> tuple[list[list[int]], MiningAudit]:
     """Hardest admissible negatives for each (query row, positive row) pair, best first.
 
     Candidates are the corpus ranks [range_min, range_max) for the pair's query. A candidate is
     dropped if it is a labelled positive of the query, shares a source with any of them, scores
     below `min_score`, or scores above `relative_margin` x the positive's score (TopK-PercPos).
+    `sources` holds an integer source code per corpus row.
     """
     audit = MiningAudit(pairs=len(pairs))
     negatives: list[list[int]] = [[] for _ in pairs]
-    if not pairs or num_negatives == 0:
+    if not pairs or params.num_negatives == 0:
         audit.pairs_without_negative = len(pairs)
         return negatives, audit
     query_rows = sorted({q for q, _ in pairs})
     row_of = {q: i for i, q in enumerate(query_rows)}
-    scores, ranked = top_k(query_embeddings[query_rows], corpus_embeddings, range_max)
-    window_scores, window = scores[:, range_min:], ranked[:, range_min:]
+    scores, ranked = top_k(query_embeddings[query_rows], corpus_embeddings, params.range_max)
+    window_scores, window = scores[:, params.range_min :], ranked[:, params.range_min :]
 
     for pair_index, (query, positive) in enumerate(pairs):
         row = row_of[query]
@@ -68,10 +75,10 @@ def mine(
         is_positive = np.isin(candidates, labelled)
         same_source = ~is_positive & np.isin(sources[candidates], sources[labelled])
         remaining = ~is_positive & ~same_source
-        below = remaining & (candidate_scores < min_score)
+        below = remaining & (candidate_scores < params.min_score)
         remaining &= ~below
         positive_score = float(query_embeddings[query] @ corpus_embeddings[positive])
-        above = remaining & (candidate_scores > relative_margin * positive_score)
+        above = remaining & (candidate_scores > params.relative_margin * positive_score)
         remaining &= ~above
 
         audit.candidates_seen += len(candidates)
@@ -80,11 +87,23 @@ def mine(
         audit.dropped_below_min_score += int(below.sum())
         audit.dropped_above_relative_margin += int(above.sum())
         audit.kept += int(remaining.sum())
-        chosen = candidates[remaining][:num_negatives].tolist()
+        chosen = candidates[remaining][: params.num_negatives].tolist()
         negatives[pair_index] = chosen
         audit.selected += len(chosen)
         audit.pairs_without_negative += not chosen
     return negatives, audit
+
+
+def draw_random_negative(
+    positives: set[int], sources: np.ndarray, rng: np.random.Generator, max_tries: int = 100
+) -> int | None:
+    """A uniformly drawn passage that is neither a positive nor from a positive's source."""
+    banned_sources = set(sources[list(positives)].tolist())
+    for _ in range(max_tries):
+        candidate = int(rng.integers(len(sources)))
+        if candidate not in positives and sources[candidate] not in banned_sources:
+            return candidate
+    return None
 
 
 def random_negatives(
@@ -93,7 +112,6 @@ def random_negatives(
     sources: np.ndarray,
     ratio: float,
     rng: np.random.Generator,
-    max_tries: int = 100,
 ) -> list[tuple[int, int]]:
     """round(ratio x pairs) (pair index, corpus row) draws, never a positive or same-source passage."""
     count = round(ratio * len(pairs))
@@ -102,11 +120,7 @@ def random_negatives(
     chosen_pairs = rng.choice(len(pairs), size=count, replace=count > len(pairs))
     draws = []
     for pair_index in sorted(chosen_pairs.tolist()):
-        query = pairs[pair_index][0]
-        banned_sources = set(sources[list(positives[query])].tolist())
-        for _ in range(max_tries):
-            candidate = int(rng.integers(len(sources)))
-            if candidate not in positives[query] and sources[candidate] not in banned_sources:
-                draws.append((pair_index, candidate))
-                break
+        negative = draw_random_negative(positives[pairs[pair_index][0]], sources, rng)
+        if negative is not None:
+            draws.append((pair_index, negative))
     return draws

@@ -39,8 +39,10 @@ def pick_device(device: str) -> str:
 
 def load_model(name: str, device: str = "auto"):
     """Load a SentenceTransformer from local files only."""
+    import transformers
     from sentence_transformers import SentenceTransformer
 
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars on every load
     return SentenceTransformer(str(resolve_model(name)), device=pick_device(device), local_files_only=True)
 
 

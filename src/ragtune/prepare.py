@@ -14,7 +14,7 @@ import pandas as pd
 from ragtune.data import Dataset, Qrels
 from ragtune.embeddings import encode, encode_corpus_cached
 from ragtune.errors import UserError
-from ragtune.mining import MiningAudit, mine, random_negatives
+from ragtune.mining import MiningAudit, MiningParams, mine, random_negatives
 from ragtune.models import load_model, model_fingerprint, resolve_model
 
 SAMPLE_COLUMNS = [
@@ -136,11 +136,7 @@ def prepare(
     cache_dir: Path | None,
     eval_fraction: float,
     seed: int,
-    hard_negatives_per_query: int,
-    range_min: int,
-    range_max: int,
-    min_score: float,
-    relative_margin: float,
+    mining: MiningParams,
     random_negative_ratio: float,
     timestamp: datetime,
 ) -> Prepared:
@@ -155,7 +151,7 @@ def prepare(
 
     hard: list[list[int]] = [[] for _ in pairs]
     audit = MiningAudit(pairs=len(pairs), pairs_without_negative=len(pairs))
-    if hard_negatives_per_query > 0:
+    if mining.num_negatives > 0:
         model = load_model(model_name, device)
         key = model_fingerprint(resolve_model(model_name))
         corpus_emb = encode_corpus_cached(
@@ -164,11 +160,7 @@ def prepare(
         query_emb = encode(
             model, [dataset.queries[q] for q in query_ids], encode_batch_size, "query", "encode queries"
         )
-        hard, audit = mine(
-            query_emb, corpus_emb, pairs, positives, sources,
-            range_min=range_min, range_max=range_max, min_score=min_score,
-            relative_margin=relative_margin, num_negatives=hard_negatives_per_query,
-        )  # fmt: skip
+        hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, mining)
     draws = random_negatives(pairs, positives, sources, random_negative_ratio, np.random.default_rng(seed))
     samples = compose_samples(corpus, dataset.queries, query_ids, pairs, hard, draws, timestamp)
     held_out = eval_frame(corpus, dataset.queries, splits.eval, timestamp)
