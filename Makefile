@@ -26,8 +26,8 @@ test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check src tests data
-	$(VENV)/bin/ruff format --check src tests data
+	$(VENV)/bin/ruff check src tests data benchmarks
+	$(VENV)/bin/ruff format --check src tests data benchmarks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

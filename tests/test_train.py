@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 from safetensors.numpy import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -73,7 +74,9 @@ def test_model_changes_and_all_artifacts_appear(finished_run):
     assert metrics["tuned"]["ndcg@10"] == max(h["ndcg@10"] for h in metrics["history"])
     card = (run_dir / "model" / "README.md").read_text()
     assert "| ndcg@10 |" in card and "train: {}" in card
-    assert load_model(str(run_dir / "model"), "cpu").max_seq_length == 256  # trained at 64, saved at full length
+    assert (
+        load_model(str(run_dir / "model"), "cpu").max_seq_length == 256
+    )  # trained at 64, saved at full length
 
 
 def test_remining_changes_the_negatives(finished_run):
@@ -148,3 +151,38 @@ def test_kill_9_then_resume_reaches_the_same_final_step(prepared_dir, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 10
     assert (run_dir / "model" / "model.safetensors").is_file()
+
+
+def test_tensorboard_command_binds_loopback(finished_run):
+    _, run_dir = finished_run
+    process = subprocess.Popen([RAGTUNE, "tensorboard", str(run_dir), "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=os.environ)  # fmt: skip
+    try:
+        banner = process.stdout.readline()
+        assert "http://127.0.0.1:" in banner
+        deadline = time.time() + 60
+        addresses: set[str] = set()
+        while not addresses and time.time() < deadline:
+            family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+            addresses = {c.laddr.ip for p in family for c in p.net_connections("tcp") if c.status == "LISTEN"}
+            time.sleep(0.5)
+        assert addresses == {"127.0.0.1"}
+    finally:
+        for child in psutil.Process(process.pid).children(recursive=True):
+            child.kill()
+        process.kill()
+        process.wait()
+
+
+def test_final_model_embeddings_in_cache_match_a_fresh_encode(finished_run, prepared_dir):
+    """The embeddings kept from the best evaluation are the saved model's: evaluate may reuse them."""
+    from ragtune.embeddings import corpus_cache_path, encode
+    from ragtune.models import model_fingerprint
+
+    _, run_dir = finished_run
+    model = load_model(str(run_dir / "model"), "cpu")
+    documents = pd.read_parquet(prepared_dir / "corpus.parquet")["document"].tolist()
+    path = corpus_cache_path(model_fingerprint(run_dir / "model"), model.max_seq_length, documents, None)
+    cached = np.load(path)
+    fresh = encode(model, documents[:16], 64)
+    np.testing.assert_allclose(cached[:16], fresh, atol=1e-5)

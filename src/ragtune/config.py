@@ -66,7 +66,7 @@ class TrainConfig:
     mini_batch_size: int = _option(16, "cached-mnrl only: rows encoded at once (memory, not the result)")
     warmup_ratio: float = _option(0.1, "share of steps spent warming up the learning rate")
     max_seq_length: int = _option(
-        0, "token limit while training (0: the model's own); evaluation always uses the model's"
+        128, "token limit while training, for speed (0: the model's own); evaluation uses the model's"
     )
     hard_negative_update_frequency: int = _option(
         1, "re-mine hard negatives with the model every N epochs (0: never)"

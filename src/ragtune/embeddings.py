@@ -47,7 +47,7 @@ def encode(
     return out
 
 
-def _cache_path(model_key: str, max_seq_length: int, texts: list[str], cache_dir: Path | None) -> Path:
+def corpus_cache_path(model_key: str, max_seq_length: int, texts: list[str], cache_dir: Path | None) -> Path:
     """Keyed by model weights, max length and corpus content."""
     return (
         (cache_dir or default_cache_dir())
@@ -59,7 +59,7 @@ def _cache_path(model_key: str, max_seq_length: int, texts: list[str], cache_dir
 def store_corpus_embeddings(
     embeddings: np.ndarray, model_key: str, max_seq_length: int, texts: list[str], cache_dir: Path | None
 ) -> None:
-    path = _cache_path(model_key, max_seq_length, texts, cache_dir)
+    path = corpus_cache_path(model_key, max_seq_length, texts, cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         with tmp.open("wb") as handle:
@@ -70,7 +70,7 @@ def encode_corpus_cached(
     model, model_key: str, texts: list[str], batch_size: int, cache_dir: Path | None = None
 ) -> np.ndarray:
     """Corpus embeddings from the cache, or encoded once and cached: a re-run never re-encodes."""
-    path = _cache_path(model_key, model.max_seq_length, texts, cache_dir)
+    path = corpus_cache_path(model_key, model.max_seq_length, texts, cache_dir)
     if path.is_file():
         cached = np.load(path, allow_pickle=False)
         if cached.shape[0] == len(texts):

@@ -369,6 +369,7 @@ def train(
     resume: bool,
     overwrite: bool,
     config_yaml: str,
+    callbacks: tuple = (),
 ) -> TrainResult:
     """Fine-tune `model_name` on a prepared directory; the final model is the best by held-out nDCG@10."""
     import transformers
@@ -440,7 +441,7 @@ def train(
         train_dataset=training_dataset(prepared.samples, store, loss),
         loss=build_loss(loss, model, mini_batch_size),
         evaluator=evaluator,
-        callbacks=[TensorBoardCallback(tb_writer=writer), callback] if main_process else [callback],
+        callbacks=[*([TensorBoardCallback(tb_writer=writer)] if main_process else []), callback, *callbacks],
     )
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -1,0 +1,105 @@
+"""Training throughput of `ragtune train` against a plain sentence-transformers Trainer script.
+
+Same rows (SciFact triplets from `ragtune prepare`), same model, batch, loss, max length and
+sampler. Throughput is timed between the end of the first and the end of the last optimizer step
+of one epoch, so evaluation (which the plain script does not do) is outside the window while data
+loading (where ragtune reads its negatives lazily) is inside. Run on a quiet machine:
+
+    python benchmarks/bench_train.py [--rows 160] [--batch-size 32] [--max-seq-length 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from transformers import TrainerCallback
+
+from ragtune import api
+from ragtune import config as cfg
+from ragtune.mining import MiningParams
+from ragtune.models import load_model
+from ragtune.train import train
+
+
+class StepTimer(TrainerCallback):
+    def __init__(self):
+        self.ends: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+    def samples_per_second(self, batch_size: int) -> float:
+        return batch_size * (len(self.ends) - 1) / (self.ends[-1] - self.ends[0])
+
+
+def plain_trainer(
+    rows: pd.DataFrame, out: Path, batch_size: int, max_seq_length: int, timer: StepTimer
+) -> None:
+    """What a user would write with sentence-transformers alone."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    model = load_model("all-MiniLM-L6-v2", "cpu")
+    model.max_seq_length = max_seq_length
+    dataset = Dataset.from_pandas(rows[["anchor", "positive", "negative"]], preserve_index=False)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=batch_size, learning_rate=6e-5,
+        warmup_steps=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to="none",
+        use_cpu=True, seed=42, logging_steps=5,
+    )  # fmt: skip
+    SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=MultipleNegativesRankingLoss(model),
+        callbacks=[timer],
+    ).train()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=160)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--data", default="data/scifact")
+    options = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    prepared = work / "prepared"
+    api.prepare(cfg.load(None, {"data.path": options.data, "data.output": str(prepared)}))
+    samples = pd.read_parquet(prepared / "train.parquet")
+    rows = samples[samples["kind"] == "hard_negative"].iloc[: options.rows]
+    rows.to_parquet(prepared / "train.parquet")
+
+    plain = StepTimer()
+    plain_trainer(rows, work / "plain", options.batch_size, options.max_seq_length, plain)
+    ours = StepTimer()
+    train(
+        prepared, work / "ragtune", model_name="all-MiniLM-L6-v2", device="cpu", loss="mnrl", epochs=1,
+        learning_rate=6e-5, batch_size=options.batch_size, mini_batch_size=16, warmup_ratio=0.1,
+        max_seq_length=options.max_seq_length, hard_negative_update_frequency=0, checkpoint_steps=10_000,
+        early_stopping_patience=0, logging_steps=5, seed=42,
+        mining=MiningParams(10, 50, 0.3, 0.95, 1), encode_batch_size=64, cache_dir=None,
+        resume=False, overwrite=True, config_yaml="", callbacks=(ours,),
+    )  # fmt: skip
+    plain_rate, our_rate = (
+        plain.samples_per_second(options.batch_size),
+        ours.samples_per_second(options.batch_size),
+    )
+    print("\n| trainer | steps timed | samples/s |\n|---|---|---|")
+    print(f"| plain sentence-transformers | {len(plain.ends) - 1} | {plain_rate:.2f} |")
+    print(f"| ragtune train | {len(ours.ends) - 1} | {our_rate:.2f} |")
+    print(f"\nratio ragtune / plain: {our_rate / plain_rate:.3f} (goal >= 0.95)")
+    print(
+        f"{options.rows} rows, batch {options.batch_size}, max length {options.max_seq_length}, MNRL triplets"
+    )
+
+
+if __name__ == "__main__":
+    main()
