@@ -12,33 +12,17 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
-from transformers import TrainerCallback
+from common import StepTimer, prepared_triplets
 
-from ragtune import api
-from ragtune import config as cfg
 from ragtune.mining import MiningParams
 from ragtune.models import load_model
 from ragtune.train import train
 
 
-class StepTimer(TrainerCallback):
-    def __init__(self):
-        self.ends: list[float] = []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.ends.append(time.perf_counter())
-
-    def samples_per_second(self, batch_size: int) -> float:
-        return batch_size * (len(self.ends) - 1) / (self.ends[-1] - self.ends[0])
-
-
-def plain_trainer(
-    rows: pd.DataFrame, out: Path, batch_size: int, max_seq_length: int, timer: StepTimer
-) -> None:
+def plain_trainer(rows: pd.DataFrame, out: Path, batch_size: int, max_seq_length: int, timer: StepTimer) -> None:
     """What a user would write with sentence-transformers alone."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -72,10 +56,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     prepared = work / "prepared"
-    api.prepare(cfg.load(None, {"data.path": options.data, "data.output": str(prepared)}))
-    samples = pd.read_parquet(prepared / "train.parquet")
-    rows = samples[samples["kind"] == "hard_negative"].iloc[: options.rows]
-    rows.to_parquet(prepared / "train.parquet")
+    rows = prepared_triplets(options.data, prepared, options.rows)
 
     plain = StepTimer()
     plain_trainer(rows, work / "plain", options.batch_size, options.max_seq_length, plain)
@@ -96,9 +77,7 @@ def main() -> None:
     print(f"| plain sentence-transformers | {len(plain.ends) - 1} | {plain_rate:.2f} |")
     print(f"| ragtune train | {len(ours.ends) - 1} | {our_rate:.2f} |")
     print(f"\nratio ragtune / plain: {our_rate / plain_rate:.3f} (goal >= 0.95)")
-    print(
-        f"{options.rows} rows, batch {options.batch_size}, max length {options.max_seq_length}, MNRL triplets"
-    )
+    print(f"{options.rows} rows, batch {options.batch_size}, max length {options.max_seq_length}, MNRL triplets")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import random
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,9 +20,7 @@ def _qrels(split: str) -> list[list[str]]:
         return list(csv.reader(handle, delimiter="\t"))[1:]
 
 
-def write_beir(
-    directory: Path, corpus: list[dict], queries: list[dict], qrels: dict[str, list[list]]
-) -> Path:
+def write_beir(directory: Path, corpus: list[dict], queries: list[dict], qrels: dict[str, list[list]]) -> Path:
     (directory / "qrels").mkdir(parents=True, exist_ok=True)
     with open(directory / "corpus.jsonl", "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(doc) + "\n" for doc in corpus)
@@ -71,3 +70,18 @@ def model():
     from ragtune.models import load_model
 
     return load_model("all-MiniLM-L6-v2", "cpu")
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(scifact_slice, tmp_path_factory):
+    """Prepared slice cut to 40 training rows so a run is a few steps."""
+    out = tmp_path_factory.mktemp("train") / "prepared"
+    overrides = {"data.path": str(scifact_slice), "data.output": str(out), "data.eval_fraction": 0.15,
+                 "mining.range_min": 0, "mining.min_score": 0.1}  # fmt: skip
+    from ragtune import api
+    from ragtune import config as cfg
+
+    api.prepare(cfg.load(None, overrides))
+    samples = pd.read_parquet(out / "train.parquet")
+    samples.iloc[:40].to_parquet(out / "train.parquet")
+    return out

@@ -72,9 +72,7 @@ def test_evaluate_writes_metrics_table_and_chart(scifact_slice, tmp_path):
 
 
 def test_passages_only_file_prepares_end_to_end(tmp_path):
-    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[
-        :120
-    ]
+    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:120]
     rows.to_parquet(tmp_path / "passages.parquet")
     out = tmp_path / "prepared"
     result = run("prepare", "--data", tmp_path / "passages.parquet", "--output", out, "--range-min", "0",
@@ -90,29 +88,21 @@ def test_passages_only_file_prepares_end_to_end(tmp_path):
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, scifact_slice):
-    assert_user_error(
-        run("prepare", "--data", tmp_path / "nowhere", "--output", tmp_path / "o"), "nowhere", "--data"
-    )
+    assert_user_error(run("prepare", "--data", tmp_path / "nowhere", "--output", tmp_path / "o"), "nowhere", "--data")
     broken = tmp_path / "run.yaml"
     broken.write_text("mining: {range_max: [}\n")
     assert_user_error(run("prepare", "--config", broken), "run.yaml", "not valid YAML")
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("mining:\n  hard_negatives: 3\n")
     assert_user_error(run("prepare", "--config", unknown), "mining.hard_negatives")
-    assert_user_error(
-        run("evaluate", "--data", scifact_slice, "--split", "dev", "--output", tmp_path / "e"), "dev"
-    )
-    no_model = run(
-        "evaluate", "--data", scifact_slice, "--model", "no/such-model", "--output", tmp_path / "e"
-    )
+    assert_user_error(run("evaluate", "--data", scifact_slice, "--split", "dev", "--output", tmp_path / "e"), "dev")
+    no_model = run("evaluate", "--data", scifact_slice, "--model", "no/such-model", "--output", tmp_path / "e")
     assert_user_error(no_model, "no/such-model")
     bad_qrels = tmp_path / "bad"
     shutil.copytree(scifact_slice, bad_qrels)
     with open(bad_qrels / "qrels" / "test.tsv", "a") as handle:
         handle.write("1\tunknown-doc\t1\n")
-    assert_user_error(
-        run("evaluate", "--data", bad_qrels, "--output", tmp_path / "e"), "test.tsv", "unknown-doc"
-    )
+    assert_user_error(run("evaluate", "--data", bad_qrels, "--output", tmp_path / "e"), "test.tsv", "unknown-doc")
     assert not (tmp_path / "e").exists()
 
 

@@ -17,9 +17,7 @@ QUERIES = [{"_id": "q1", "text": "what is alpha"}, {"_id": "q2", "text": "what i
 
 
 def beir(tmp_path, docs=DOCS, queries=QUERIES, qrels=None):
-    return write_beir(
-        tmp_path / "beir", docs, queries, qrels or {"train": [["q1", "d1", 1], ["q2", "d2", 2]]}
-    )
+    return write_beir(tmp_path / "beir", docs, queries, qrels or {"train": [["q1", "d1", 1], ["q2", "d2", 2]]})
 
 
 def test_beir_directory_loads_with_graded_qrels(tmp_path):

@@ -15,8 +15,6 @@ import pytest
 from safetensors.numpy import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from ragtune import api
-from ragtune import config as cfg
 from ragtune.errors import UserError
 from ragtune.mining import MiningParams
 from ragtune.models import load_model, resolve_model
@@ -24,18 +22,6 @@ from ragtune.train import NegativeStore, Prepared, train
 
 GUARD = MiningParams(range_min=0, range_max=30, min_score=0.1, relative_margin=0.95, num_negatives=1)
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
-
-
-@pytest.fixture(scope="module")
-def prepared_dir(scifact_slice, tmp_path_factory):
-    """Prepared slice cut to 40 training rows so a run is a few steps."""
-    out = tmp_path_factory.mktemp("train") / "prepared"
-    overrides = {"data.path": str(scifact_slice), "data.output": str(out), "data.eval_fraction": 0.15,
-                 "mining.range_min": 0, "mining.min_score": 0.1}  # fmt: skip
-    api.prepare(cfg.load(None, overrides))
-    samples = pd.read_parquet(out / "train.parquet")
-    samples.iloc[:40].to_parquet(out / "train.parquet")
-    return out
 
 
 def run_args(**overrides):
@@ -74,9 +60,7 @@ def test_model_changes_and_all_artifacts_appear(finished_run):
     assert metrics["tuned"]["ndcg@10"] == max(h["ndcg@10"] for h in metrics["history"])
     card = (run_dir / "model" / "README.md").read_text()
     assert "| ndcg@10 |" in card and "train: {}" in card
-    assert (
-        load_model(str(run_dir / "model"), "cpu").max_seq_length == 256
-    )  # trained at 64, saved at full length
+    assert load_model(str(run_dir / "model"), "cpu").max_seq_length == 256  # trained at 64, saved at full length
 
 
 def test_remining_changes_the_negatives(finished_run):
@@ -116,9 +100,7 @@ def test_store_keeps_the_guard_after_remining(prepared_dir, model):
 
 @pytest.mark.parametrize("loss", ["cached-mnrl", "contrastive"])
 def test_other_losses_train(prepared_dir, tmp_path, loss):
-    result = train(
-        prepared_dir, tmp_path / loss, **run_args(loss=loss, epochs=1, hard_negative_update_frequency=0)
-    )
+    result = train(prepared_dir, tmp_path / loss, **run_args(loss=loss, epochs=1, hard_negative_update_frequency=0))
     assert result.metrics["train"]["steps"] == (10 if loss == "contrastive" else 5)
     assert (result.model_dir / "model.safetensors").is_file()
 

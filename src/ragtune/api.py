@@ -74,6 +74,7 @@ def evaluate(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str,
 def train(config: cfg.Config, overwrite: bool = False, resume: bool = False):
     """Fine-tune on a prepared directory; writes model/, metrics.json, config.yaml, tensorboard/."""
     from ragtune import train as stage
+    from ragtune.distributed import current_world
 
     t, m = config.train, config.model
     result = stage.train(
@@ -84,8 +85,10 @@ def train(config: cfg.Config, overwrite: bool = False, resume: bool = False):
         checkpoint_steps=t.checkpoint_steps, early_stopping_patience=t.early_stopping_patience,
         logging_steps=t.logging_steps, seed=t.seed, mining=mining_params(config.mining),
         encode_batch_size=m.encode_batch_size, cache_dir=_cache_dir(m), resume=resume, overwrite=overwrite,
-        config_yaml=cfg.to_yaml(config),
+        config_yaml=cfg.to_yaml(config), gather_across_devices=t.gather_across_devices,
     )  # fmt: skip
+    if not current_world().is_main:  # under torchrun rank 0 reports
+        return result
     base, tuned = result.metrics["base"], result.metrics["tuned"]
     print(
         f"trained {result.model_dir} in {result.metrics['train']['seconds']:.0f} s "

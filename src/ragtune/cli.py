@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import subprocess
 import sys
 import typing
@@ -65,9 +66,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, patterns: list[str]) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="ragtune", description="Make a RAG retriever measurably better on your own documents."
-    )
+    parser = _Parser(prog="ragtune", description="Make a RAG retriever measurably better on your own documents.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     helps = {
         "prepare": "training pairs with guarded hard negatives, and a held-out evaluation split",
@@ -82,11 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
         if command == "train":
             p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+            p.add_argument("--nproc", type=int, default=1, help="local processes: launches torchrun (DDP) for you")
+            p.add_argument("--max-restarts", type=int, default=3, help="with --nproc: torchrun elastic restarts")
     board = sub.add_parser("tensorboard", help="serve a run's TensorBoard logs (127.0.0.1 unless --host)")
     board.add_argument("run", type=Path, help="run directory (holding tensorboard/) or a folder of runs")
-    board.add_argument(
-        "--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to the network"
-    )
+    board.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to the network")
     board.add_argument("--port", type=int, default=6006)
     return parser
 
@@ -112,13 +111,35 @@ def serve_tensorboard(run: Path, host: str, port: int) -> int:
                             "--port", str(port)])  # fmt: skip
 
 
+def _without_launcher_flags(argv: list[str]) -> list[str]:
+    """The worker command: the same arguments minus --nproc and --max-restarts."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--nproc", "--max-restarts"):
+            skip = True
+        elif not arg.startswith(("--nproc=", "--max-restarts=")):
+            kept.append(arg)
+    return kept
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
+    if args.command == "train" and args.nproc > 1 and "RANK" not in os.environ:
+        from ragtune.distributed import launch
+
+        code = launch(args.nproc, _without_launcher_flags(argv), args.max_restarts)
+        if code != 0:
+            print(f"ragtune: error: a training process failed (exit {code}) after {args.max_restarts} restart(s); "
+                  "its rank and traceback are in the torchrun log above", file=sys.stderr)  # fmt: skip
+        return code
     try:
         if args.command == "tensorboard":
             return serve_tensorboard(args.run, args.host, args.port)

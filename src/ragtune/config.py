@@ -56,9 +56,7 @@ class MiningConfig:
 @dataclass
 class TrainConfig:
     prepared: str = _option("prepared", "directory written by `ragtune prepare`", "--data")
-    output: str = _option(
-        "runs/train", "run directory: model/, checkpoints/, tensorboard/, metrics.json", "--output"
-    )
+    output: str = _option("runs/train", "run directory: model/, checkpoints/, tensorboard/, metrics.json", "--output")
     loss: str = _option("mnrl", "mnrl (in-batch + hard negatives), cached-mnrl, or contrastive")
     epochs: int = _option(2, "passes over the training samples")
     learning_rate: float = _option(6e-5, "peak learning rate (linear warmup, then linear decay)")
@@ -68,13 +66,12 @@ class TrainConfig:
     max_seq_length: int = _option(
         128, "token limit while training, for speed (0: the model's own); evaluation uses the model's"
     )
-    hard_negative_update_frequency: int = _option(
-        1, "re-mine hard negatives with the model every N epochs (0: never)"
-    )
+    hard_negative_update_frequency: int = _option(1, "re-mine hard negatives with the model every N epochs (0: never)")
     checkpoint_steps: int = _option(50, "save a resumable checkpoint every K optimizer steps")
     early_stopping_patience: int = _option(0, "stop after N evaluations without a better nDCG@10 (0: never)")
     logging_steps: int = _option(5, "log loss and learning rate every N steps")
     seed: int = _option(42, "seed for data order, negatives and initialisation")
+    gather_across_devices: bool = _option(False, "mnrl/cached-mnrl under DDP: in-batch negatives from all ranks")
 
 
 @dataclass
@@ -137,9 +134,7 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
         known = {f.name for f in dataclasses.fields(target)}
         for key, value in values.items():
             if key not in known:
-                raise UserError(
-                    f"{source}: unknown key '{section}.{key}' (known: {', '.join(sorted(known))})"
-                )
+                raise UserError(f"{source}: unknown key '{section}.{key}' (known: {', '.join(sorted(known))})")
             setattr(target, key, _coerce(value, field_type(section, key), f"{source}: {section}.{key}"))
     validate(config, source)
     return config
@@ -193,9 +188,7 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
             raise UserError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of sections ({', '.join(SECTIONS)})")
-    merged = {
-        section: dict(values) if isinstance(values, dict) else values for section, values in data.items()
-    }
+    merged = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         merged.setdefault(section, {})[key] = value

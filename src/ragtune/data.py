@@ -113,9 +113,7 @@ def _check_unique(ids: pd.Series, path: Path) -> None:
         )
 
 
-def _corpus_frame(
-    rows: list[dict], path: Path, id_key: str, max_chars: int, title_in_document: bool
-) -> pd.DataFrame:
+def _corpus_frame(rows: list[dict], path: Path, id_key: str, max_chars: int, title_in_document: bool) -> pd.DataFrame:
     if not rows:
         raise UserError(f"{path}: the corpus is empty; it needs at least one passage")
     ids = [str(row[id_key]) for row in rows]
@@ -156,16 +154,12 @@ def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str]) -> Qrels:
             if header is None:
                 raise UserError(f"{path}: empty file; expected a header 'query-id<TAB>corpus-id<TAB>score'")
             if [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
-                raise UserError(
-                    f"{path} line 1: header must be 'query-id<TAB>corpus-id<TAB>score', got {header!r}"
-                )
+                raise UserError(f"{path} line 1: header must be 'query-id<TAB>corpus-id<TAB>score', got {header!r}")
             for line_no, row in enumerate(reader, start=2):
                 if not row or not "".join(row).strip():
                     continue
                 if len(row) < 3:
-                    raise UserError(
-                        f"{path} line {line_no}: expected 3 tab-separated columns, got {len(row)}"
-                    )
+                    raise UserError(f"{path} line {line_no}: expected 3 tab-separated columns, got {len(row)}")
                 qid, did, score = row[0].strip(), row[1].strip(), row[2].strip()
                 try:
                     grade = int(float(score))
@@ -177,9 +171,7 @@ def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str]) -> Qrels:
                     raise UserError(f"{path} line {line_no}: corpus-id '{did}' is not in corpus.jsonl")
                 qrels.setdefault(qid, {})[did] = grade
     except UnicodeDecodeError as exc:
-        raise UserError(
-            f"{path}: bytes that are not UTF-8 ({exc.reason}); re-encode the file as UTF-8"
-        ) from None
+        raise UserError(f"{path}: bytes that are not UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
     return qrels
 
 
@@ -187,13 +179,9 @@ def load_beir(directory: Path, max_chars: int) -> Dataset:
     corpus_path = _find(directory, "corpus.jsonl")
     queries_path = _find(directory, "queries.jsonl")
     if corpus_path is None:
-        raise UserError(
-            f"{directory}: no corpus.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/"
-        )
+        raise UserError(f"{directory}: no corpus.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/")
     if queries_path is None:
-        raise UserError(
-            f"{directory}: no queries.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/"
-        )
+        raise UserError(f"{directory}: no queries.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/")
     corpus = _corpus_frame(read_jsonl(corpus_path, ("_id",)), corpus_path, "_id", max_chars, True)
     query_rows = read_jsonl(queries_path, ("_id", "text"))
     query_ids = pd.Series([str(row["_id"]) for row in query_rows])
@@ -207,9 +195,7 @@ def load_beir(directory: Path, max_chars: int) -> Dataset:
     qrels_dir = directory / "qrels"
     splits = sorted(p for p in qrels_dir.glob("*.tsv*") if p.name.split(".")[0] in {"train", "dev", "test"})
     if not splits:
-        raise UserError(
-            f"{qrels_dir}: no qrels; add qrels/train.tsv (and test.tsv) with query-id, corpus-id, score"
-        )
+        raise UserError(f"{qrels_dir}: no qrels; add qrels/train.tsv (and test.tsv) with query-id, corpus-id, score")
     corpus_ids, known_queries = set(corpus["id"]), set(queries)
     qrels = {p.name.split(".")[0]: read_qrels(p, corpus_ids, known_queries) for p in splits}
     return Dataset("beir", corpus, queries, qrels)
@@ -247,9 +233,7 @@ def load_dataset(path: str | Path, max_chars: int = 20000) -> Dataset:
     """Dispatch on what the path is: a BEIR directory or a passages file."""
     path = Path(path)
     if not str(path) or not path.exists():
-        raise UserError(
-            f"{path}: not found; pass a BEIR directory or a passages .parquet/.jsonl file to --data"
-        )
+        raise UserError(f"{path}: not found; pass a BEIR directory or a passages .parquet/.jsonl file to --data")
     if path.is_dir():
         return load_beir(path, max_chars)
     if path.suffix in {".parquet", ".jsonl"} or path.name.endswith(".jsonl.gz"):

@@ -27,33 +27,32 @@ def texts_hash(texts: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def encode(
-    model, texts: list[str], batch_size: int, kind: str = "document", desc: str = "encode"
-) -> np.ndarray:
-    """Unit-normalised float32 embeddings, encoded chunk by chunk into one preallocated array."""
+def encode(model, texts: list[str], batch_size: int, kind: str = "document", desc: str = "encode") -> np.ndarray:
+    """Unit-normalised float32 embeddings, encoded chunk by chunk into one preallocated array.
+
+    Texts go longest first across the whole list (not only within a chunk), so batches carry
+    little padding; rows come back in the input order.
+    """
     out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
     encode_fn = model.encode_document if kind == "document" else model.encode_query
+    order = np.argsort([-len(text) for text in texts], kind="stable")
     with tqdm(total=len(texts), desc=desc, unit="text", disable=len(texts) < ENCODE_CHUNK) as bar:
         for start in range(0, len(texts), ENCODE_CHUNK):
-            chunk = texts[start : start + ENCODE_CHUNK]
-            out[start : start + len(chunk)] = encode_fn(
-                chunk,
+            rows = order[start : start + ENCODE_CHUNK]
+            out[rows] = encode_fn(
+                [texts[i] for i in rows],
                 batch_size=batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-            bar.update(len(chunk))
+            bar.update(len(rows))
     return out
 
 
 def corpus_cache_path(model_key: str, max_seq_length: int, texts: list[str], cache_dir: Path | None) -> Path:
     """Keyed by model weights, max length and corpus content."""
-    return (
-        (cache_dir or default_cache_dir())
-        / "embeddings"
-        / f"{model_key}-{max_seq_length}-{texts_hash(texts)}.npy"
-    )
+    return (cache_dir or default_cache_dir()) / "embeddings" / f"{model_key}-{max_seq_length}-{texts_hash(texts)}.npy"
 
 
 def store_corpus_embeddings(
@@ -80,9 +79,7 @@ def encode_corpus_cached(
     return embeddings
 
 
-def top_k(
-    queries: np.ndarray, corpus: np.ndarray, k: int, query_chunk: int = 256
-) -> tuple[np.ndarray, np.ndarray]:
+def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, query_chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Cosine top-k (inputs are unit vectors), best first; memory is query_chunk x corpus at most."""
     k = min(k, corpus.shape[0])
     corpus_t = torch.from_numpy(corpus)

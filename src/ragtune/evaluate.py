@@ -54,18 +54,14 @@ def dense_rankings(
     }
 
 
-def bm25_rankings(
-    queries: list[str], query_ids: list[str], documents: list[str], doc_ids: list[str]
-) -> Rankings:
+def bm25_rankings(queries: list[str], query_ids: list[str], documents: list[str], doc_ids: list[str]) -> Rankings:
     """Okapi BM25 (k1=1.2, b=0.75, English stopwords) over title + text."""
     import bm25s
 
     retriever = bm25s.BM25(k1=1.2, b=0.75)
     retriever.index(bm25s.tokenize(documents, stopwords="en", show_progress=False), show_progress=False)
     tokens = bm25s.tokenize(queries, stopwords="en", show_progress=False)
-    indices, scores = retriever.retrieve(
-        tokens, k=min(CUTOFF, len(documents)), show_progress=False, n_threads=1
-    )
+    indices, scores = retriever.retrieve(tokens, k=min(CUTOFF, len(documents)), show_progress=False, n_threads=1)
     return {
         qid: [(doc_ids[i], float(s)) for i, s in zip(row_idx, row_scores) if s > 0]
         for qid, row_idx, row_scores in zip(query_ids, indices, scores)
@@ -75,14 +71,10 @@ def bm25_rankings(
 def evaluation_qrels(dataset: Dataset, split: str) -> Qrels:
     if split not in dataset.qrels:
         known = ", ".join(sorted(dataset.qrels)) or "none"
-        raise UserError(
-            f"split '{split}': no qrels/{split}.tsv in the data (splits found: {known}); pass --split"
-        )
+        raise UserError(f"split '{split}': no qrels/{split}.tsv in the data (splits found: {known}); pass --split")
     qrels = dataset.positives(split)
     if not qrels:
-        raise UserError(
-            f"split '{split}': no query has a relevant document (score > 0); check qrels/{split}.tsv"
-        )
+        raise UserError(f"split '{split}': no query has a relevant document (score > 0); check qrels/{split}.tsv")
     return qrels
 
 
@@ -135,9 +127,7 @@ def bar_chart(results: dict[str, dict[str, float]], path: Path, title: str) -> N
     width = 0.8 / max(len(results), 1)
     positions = np.arange(len(METRICS))
     for i, (system, metrics) in enumerate(results.items()):
-        bars = ax.bar(
-            positions + i * width, [metrics[m] for m in METRICS], width, label=Path(system).name or system
-        )
+        bars = ax.bar(positions + i * width, [metrics[m] for m in METRICS], width, label=Path(system).name or system)
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(positions + width * (len(results) - 1) / 2, METRICS)
     ax.set_ylim(0, 1)

@@ -20,9 +20,7 @@ def resolve_model(name: str) -> Path:
     if path.is_dir() and ((path / "modules.json").is_file() or (path / "config.json").is_file()):
         return path.resolve()
     if path.exists():
-        raise UserError(
-            f"model '{name}': not a sentence-transformers directory (no modules.json or config.json)"
-        )
+        raise UserError(f"model '{name}': not a sentence-transformers directory (no modules.json or config.json)")
     raise UserError(
         f"model '{name}': not found; use 'all-MiniLM-L6-v2' (bundled) or the path of a local "
         "sentence-transformers model (hub downloads are off)"

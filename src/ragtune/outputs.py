@@ -31,9 +31,7 @@ def check_output_dir(path: Path, overwrite: bool) -> None:
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a directory; choose another --output")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UserError(
-            f"{path}: already exists and is not empty; choose another --output or pass --overwrite"
-        )
+        raise UserError(f"{path}: already exists and is not empty; choose another --output or pass --overwrite")
 
 
 @contextmanager

@@ -34,9 +34,7 @@ def split_queries(dataset: Dataset, eval_fraction: float, seed: int) -> Splits:
     """Training positives minus any test query; evaluation from dev qrels or held out by query."""
     train = dataset.positives("train")
     if not train:
-        raise UserError(
-            "no training positives: qrels/train.tsv (or the passages) gave no pair with score > 0"
-        )
+        raise UserError("no training positives: qrels/train.tsv (or the passages) gave no pair with score > 0")
     test_queries = set(dataset.qrels.get("test", {}))
     train = {qid: docs for qid, docs in train.items() if qid not in test_queries}
     if "dev" in dataset.qrels:
@@ -94,9 +92,7 @@ def compose_samples(
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).drop_duplicates("training_sample_id")
 
 
-def eval_frame(
-    corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, timestamp: datetime
-) -> pd.DataFrame:
+def eval_frame(corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, timestamp: datetime) -> pd.DataFrame:
     """Held-out judgements in the sample schema (kind 'positive'), with the graded score."""
     documents = dict(zip(corpus["id"], corpus["document"]))
     rows = [
@@ -154,12 +150,8 @@ def prepare(
     if mining.num_negatives > 0:
         model = load_model(model_name, device)
         key = model_fingerprint(resolve_model(model_name))
-        corpus_emb = encode_corpus_cached(
-            model, key, corpus["document"].tolist(), encode_batch_size, cache_dir
-        )
-        query_emb = encode(
-            model, [dataset.queries[q] for q in query_ids], encode_batch_size, "query", "encode queries"
-        )
+        corpus_emb = encode_corpus_cached(model, key, corpus["document"].tolist(), encode_batch_size, cache_dir)
+        query_emb = encode(model, [dataset.queries[q] for q in query_ids], encode_batch_size, "query", "encode queries")
         hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, mining)
     draws = random_negatives(pairs, positives, sources, random_negative_ratio, np.random.default_rng(seed))
     samples = compose_samples(corpus, dataset.queries, query_ids, pairs, hard, draws, timestamp)

@@ -19,6 +19,19 @@ import numpy as np
 import pandas as pd
 from sentence_transformers.base.evaluation import BaseEvaluator
 
+from ragtune.distributed import (
+    World,
+    backend,
+    broadcast_from_main,
+    collective_timeout,
+    configure_logging,
+    configure_threads,
+    current_world,
+    elastic_restart,
+    init_process_group,
+    main_process_saves,
+    on_main_then_shared,
+)
 from ragtune.embeddings import encode, encode_corpus_cached, store_corpus_embeddings
 from ragtune.errors import UserError
 from ragtune.evaluate import METRICS, dense_rankings, retrieval_metrics
@@ -26,6 +39,7 @@ from ragtune.mining import MiningAudit, MiningParams, draw_random_negative, mine
 from ragtune.outputs import atomic_dir, write_json
 
 STATE_FILE = "ragtune_state.json"
+SEED_TAGS = {"new_pairs_added": "Hard_Negatives/New_Pairs_Added", "dataset_size": "Dataset/Total_Size"}
 
 
 @dataclass
@@ -75,8 +89,7 @@ class NegativeStore:
         self.anchor_text = dict(zip(samples["anchor_id"], samples["anchor"]))
         query_of = {qid: i for i, qid in enumerate(self.anchor_ids)}
         self.positives = {
-            query_of[qid]: {self.row_of[d] for d in group}
-            for qid, group in samples.groupby("anchor_id")["positive_id"]
+            query_of[qid]: {self.row_of[d] for d in group} for qid, group in samples.groupby("anchor_id")["positive_id"]
         }
         minable = (samples["kind"] != "random_negative").to_numpy()
         keys = list(zip(samples["anchor_id"], samples["positive_id"]))
@@ -86,9 +99,7 @@ class NegativeStore:
         self.slots_of_pair: list[list[int]] = [[] for _ in self.pairs]
         for slot in np.flatnonzero(minable):
             self.slots_of_pair[pair_index[keys[slot]]].append(int(slot))
-        self.negative = np.array(
-            [self.row_of.get(n, -1) if n else -1 for n in samples["negative_id"].fillna("")]
-        )
+        self.negative = np.array([self.row_of.get(n, -1) if n else -1 for n in samples["negative_id"].fillna("")])
         for pair, slots in enumerate(self.slots_of_pair):
             for slot in slots:
                 if self.negative[slot] < 0:
@@ -110,9 +121,7 @@ class NegativeStore:
     ) -> tuple[int, MiningAudit]:
         """Mine with fresh embeddings and swap the minable slots; returns how many mined negatives are new."""
         params = MiningParams(**{**params.__dict__, "num_negatives": self.negatives_per_pair})
-        mined, audit = mine(
-            query_embeddings, corpus_embeddings, self.pair_rows, self.positives, self.sources, params
-        )
+        mined, audit = mine(query_embeddings, corpus_embeddings, self.pair_rows, self.positives, self.sources, params)
         added = 0
         for pair, slots in enumerate(self.slots_of_pair):
             previous = {int(self.negative[slot]) for slot in slots}
@@ -148,9 +157,7 @@ def training_dataset(samples: pd.DataFrame, store: NegativeStore, loss: str):
         )
 
         def contrastive(batch: dict) -> dict:
-            second = [
-                text if slot < 0 else store.text(slot) for text, slot in zip(batch["text"], batch["slot"])
-            ]
+            second = [text if slot < 0 else store.text(slot) for text, slot in zip(batch["text"], batch["slot"])]
             labels = [1.0 if slot < 0 else 0.0 for slot in batch["slot"]]
             return {"sentence1": batch["sentence1"], "sentence2": second, "label": labels}
 
@@ -194,9 +201,7 @@ class HeldOutEvaluator(BaseEvaluator):
     primary_metric = "ndcg@10"
     greater_is_better = True
 
-    def __init__(
-        self, prepared: Prepared, batch_size: int, max_seq_length: int, base_cache: tuple[str, Path | None]
-    ):
+    def __init__(self, prepared: Prepared, batch_size: int, max_seq_length: int, base_cache: tuple[str, Path | None]):
         held_out = prepared.eval
         self.qrels: dict[str, dict[str, int]] = {}
         for row in held_out.itertuples():
@@ -210,9 +215,7 @@ class HeldOutEvaluator(BaseEvaluator):
         self.base_cache = base_cache
         self.corpus_embeddings: np.ndarray | None = None
         row_of = {did: i for i, did in enumerate(self.doc_ids)}
-        self.pair_rows = [
-            (self.query_ids.index(q), row_of[d]) for q, docs in self.qrels.items() for d in docs
-        ]
+        self.pair_rows = [(self.query_ids.index(q), row_of[d]) for q, docs in self.qrels.items() for d in docs]
 
     def encode_corpus(self, model, steps: int) -> np.ndarray:
         if steps <= 0:  # the untouched base model: its corpus embeddings are cached from `prepare`
@@ -252,7 +255,7 @@ class RunState:
 def make_callback(
     run_dir: Path, model, store: NegativeStore, evaluator: HeldOutEvaluator, params: MiningParams,
     state: RunState, writer, *, epochs: int, update_frequency: int, patience: int,
-    is_main_process: bool, full_max_seq_length: int,
+    world: World, full_max_seq_length: int,
 ):  # fmt: skip
     """The Trainer callback holding ragtune's duties at evaluation and checkpoint time."""
     from transformers import TrainerCallback
@@ -262,24 +265,18 @@ def make_callback(
 
         def on_evaluate(self, args, trainer_state, control, metrics=None, **kwargs):
             step, epoch = trainer_state.global_step, round(trainer_state.epoch or 0)
-            scores = {
-                m: metrics[f"eval_{m}"]
-                for m in [*METRICS, "positive_pair_similarity"]
-                if f"eval_{m}" in metrics
-            }
+            scores = {m: metrics[f"eval_{m}"] for m in [*METRICS, "positive_pair_similarity"] if f"eval_{m}" in metrics}
             if not scores:
                 return
             state.history.append({"step": step, "epoch": epoch, **scores})
             if step == 0:
                 state.base_metrics = scores
-            if is_main_process:
-                writer.add_scalar(
-                    "Evaluation/Positive_Pair_Similarity", scores["positive_pair_similarity"], step
-                )
+            if world.is_main:
+                writer.add_scalar("Evaluation/Positive_Pair_Similarity", scores["positive_pair_similarity"], step)
             if scores["ndcg@10"] > state.best_score:
                 state.best_score, state.best_step, state.evaluations_without_gain = scores["ndcg@10"], step, 0
                 self.best_embeddings = evaluator.corpus_embeddings
-                if is_main_process:
+                if world.is_main:
                     save_model(model, run_dir / "best", full_max_seq_length)
             else:
                 state.evaluations_without_gain += 1
@@ -291,31 +288,31 @@ def make_callback(
                 control.should_save = True  # checkpoint the epoch boundary together with its negatives
 
         def remine(self, step: int, epoch: int) -> None:
-            started = time.perf_counter()
-            training_length = model.max_seq_length
-            model.max_seq_length = full_max_seq_length
-            try:
-                queries = encode(
-                    model, [store.anchor_text[q] for q in store.anchor_ids], evaluator.batch_size, "query"
-                )
-            finally:
-                model.max_seq_length = training_length
-            added, audit = store.remine(queries, evaluator.corpus_embeddings, params)
-            seconds = round(time.perf_counter() - started, 1)
-            record = {"step": step, "epoch": epoch, "new_pairs_added": added,
-                      "dataset_size": len(store.negative), "seconds": seconds, **audit.as_dict()}  # fmt: skip
+            """Rank 0 mines from the embeddings its evaluation just made; every rank gets the result."""
+            record = None
+            if world.is_main:
+                started = time.perf_counter()
+                training_length = model.max_seq_length
+                model.max_seq_length = full_max_seq_length
+                try:
+                    anchors = [store.anchor_text[q] for q in store.anchor_ids]
+                    queries = encode(model, anchors, evaluator.batch_size, "query")
+                finally:
+                    model.max_seq_length = training_length
+                added, audit = store.remine(queries, evaluator.corpus_embeddings, params)
+                seconds = round(time.perf_counter() - started, 1)
+                record = {
+                    "step": step, "epoch": epoch, "new_pairs_added": added,
+                    "dataset_size": len(store.negative), "seconds": seconds, **audit.as_dict(),
+                }  # fmt: skip
+                for key in ["new_pairs_added", "dataset_size", *audit.as_dict()]:
+                    writer.add_scalar(SEED_TAGS.get(key, f"Hard_Negatives/{key}"), record[key], step)
+                print(f"re-mined at epoch {epoch}: {json.dumps(record)}")
+            store.negative, record = broadcast_from_main((store.negative, record), world)
             state.remining.append(record)
-            if is_main_process:
-                writer.add_scalar("Hard_Negatives/New_Pairs_Added", added, step)
-                writer.add_scalar("Dataset/Total_Size", len(store.negative), step)
-                for key, value in audit.as_dict().items():
-                    writer.add_scalar(f"Hard_Negatives/{key}", value, step)
-                print(
-                    f"re-mined at epoch {epoch} ({seconds} s): {added} new hard negatives; {audit.as_dict()}"
-                )
 
         def on_save(self, args, trainer_state, control, **kwargs):
-            if not is_main_process:
+            if not world.is_main:
                 return
             checkpoint = Path(args.output_dir) / f"checkpoint-{trainer_state.global_step}"
             write_json(checkpoint / STATE_FILE, {"run": state.__dict__, "negatives": store.state()})
@@ -369,9 +366,11 @@ def train(
     resume: bool,
     overwrite: bool,
     config_yaml: str,
+    gather_across_devices: bool = False,
     callbacks: tuple = (),
 ) -> TrainResult:
     """Fine-tune `model_name` on a prepared directory; the final model is the best by held-out nDCG@10."""
+    import torch
     import transformers
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -380,33 +379,17 @@ def train(
 
     from ragtune.models import load_model, model_fingerprint, pick_device, resolve_model
 
+    world = current_world()
+    configure_threads(world)
+    configure_logging(world)
     transformers.utils.logging.disable_progress_bar()  # per-save bars; the Trainer keeps its own
     run_dir = Path(run_dir)
-    checkpoint = prepare_run_dir(run_dir, resume, overwrite)
     prepared = Prepared.load(prepared_dir)
     base_path = resolve_model(model_name)
-    model = load_model(model_name, device)
-    full_length = model.max_seq_length
-    if max_seq_length:
-        model.max_seq_length = max_seq_length
-    store = NegativeStore(prepared, seed)
-    state = RunState()
-    if checkpoint is not None:
-        saved = json.loads((checkpoint / STATE_FILE).read_text())
-        store.restore(saved["negatives"])
-        state = RunState(**saved["run"])
-    evaluator = HeldOutEvaluator(
-        prepared, encode_batch_size, full_length, (model_fingerprint(base_path), cache_dir)
-    )
-    if not evaluator.query_ids:
-        raise UserError(
-            f"{prepared_dir}: eval.parquet has no held-out queries; prepare with data.eval_fraction > 0"
-        )
-
     use_cuda = pick_device(device).startswith("cuda")
-    import torch
-
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
+    timeout = collective_timeout(len(prepared.corpus), world)
+    init_process_group(world, use_cuda, timeout)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=epochs,
@@ -416,7 +399,6 @@ def train(
         lr_scheduler_type="linear",
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         eval_strategy="epoch",
-        eval_on_start=checkpoint is None,
         save_strategy="steps",
         save_steps=checkpoint_steps,
         save_total_limit=2,
@@ -427,21 +409,38 @@ def train(
         bf16=bf16,
         fp16=use_cuda and not bf16,
         use_cpu=not use_cuda,
+        ddp_backend=backend(use_cuda) if world.distributed else None,
+        ddp_timeout=timeout,
     )
-    main_process = args.process_index == 0
-    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if main_process else None
+    checkpoint = on_main_then_shared(lambda: prepare_run_dir(run_dir, resume or elastic_restart(), overwrite), world)
+    args.eval_on_start = checkpoint is None
+
+    model = load_model(model_name, device)
+    full_length = model.max_seq_length
+    if max_seq_length:
+        model.max_seq_length = max_seq_length
+    store = NegativeStore(prepared, seed)
+    state = RunState()
+    if checkpoint is not None:
+        saved = json.loads((checkpoint / STATE_FILE).read_text())
+        store.restore(saved["negatives"])
+        state = RunState(**saved["run"])
+    evaluator = HeldOutEvaluator(prepared, encode_batch_size, full_length, (model_fingerprint(base_path), cache_dir))
+    if not evaluator.query_ids:
+        raise UserError(f"{prepared_dir}: eval.parquet has no held-out queries; prepare with data.eval_fraction > 0")
+    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if world.is_main else None
     callback = make_callback(
         run_dir, model, store, evaluator, mining, state, writer, epochs=epochs,
         update_frequency=hard_negative_update_frequency, patience=early_stopping_patience,
-        is_main_process=main_process, full_max_seq_length=full_length,
+        world=world, full_max_seq_length=full_length,
     )  # fmt: skip
-    trainer = SentenceTransformerTrainer(
+    trainer = main_process_saves(SentenceTransformerTrainer)(
         model=model,
         args=args,
         train_dataset=training_dataset(prepared.samples, store, loss),
-        loss=build_loss(loss, model, mini_batch_size),
+        loss=build_loss(loss, model, mini_batch_size, gather_across_devices),
         evaluator=evaluator,
-        callbacks=[*([TensorBoardCallback(tb_writer=writer)] if main_process else []), callback, *callbacks],
+        callbacks=[*([TensorBoardCallback(tb_writer=writer)] if world.is_main else []), callback, *callbacks],
     )
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -466,7 +465,7 @@ def train(
         },
         "data": prepared.summary,
     }
-    if main_process:
+    if world.is_main:
         finish_run(run_dir, metrics, config_yaml, model_name)
         if callback.best_embeddings is not None:  # the final model's corpus embeddings: evaluate reuses them
             store_corpus_embeddings(
@@ -496,9 +495,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None
         return checkpoint
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
-            raise UserError(
-                f"{run_dir}: already exists; pass --resume to continue it, --overwrite to replace it"
-            )
+            raise UserError(f"{run_dir}: already exists; pass --resume to continue it, --overwrite to replace it")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return None
@@ -517,8 +514,7 @@ def finish_run(run_dir: Path, metrics: dict, config_yaml: str, base_name: str) -
 
 def model_card(metrics: dict, config_yaml: str, base_name: str) -> str:
     rows = "\n".join(
-        f"| {name} | {metrics['base'].get(name, float('nan')):.4f} | {metrics['tuned'][name]:.4f} |"
-        for name in METRICS
+        f"| {name} | {metrics['base'].get(name, float('nan')):.4f} | {metrics['tuned'][name]:.4f} |" for name in METRICS
     )
     train = metrics["train"]
     return f"""# ragtune fine-tuned {base_name}
