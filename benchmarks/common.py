@@ -27,9 +27,14 @@ class StepTimer(TrainerCallback):
 
 
 def prepared_triplets(data: str, out: Path, rows: int) -> pd.DataFrame:
-    """`ragtune prepare` on `data`, keeping the first `rows` hard-negative triplets."""
+    """`ragtune prepare` on `data`, keeping the first `rows` hard-negative triplets and only the
+    passages they and the held-out split name, so the epoch-end evaluation stays short."""
     api.prepare(cfg.load(None, {"data.path": data, "data.output": str(out)}), overwrite=True)
     samples = pd.read_parquet(out / "train.parquet")
     kept = samples[samples["kind"] == "hard_negative"].iloc[:rows]
     kept.to_parquet(out / "train.parquet")
+    held_out = pd.read_parquet(out / "eval.parquet")
+    named = set(kept["positive_id"]) | set(kept["negative_id"]) | set(held_out["positive_id"])
+    corpus = pd.read_parquet(out / "corpus.parquet")
+    corpus[corpus["id"].isin(named)].to_parquet(out / "corpus.parquet")
     return kept

@@ -127,7 +127,9 @@ def bar_chart(results: dict[str, dict[str, float]], path: Path, title: str) -> N
     width = 0.8 / max(len(results), 1)
     positions = np.arange(len(METRICS))
     for i, (system, metrics) in enumerate(results.items()):
-        bars = ax.bar(positions + i * width, [metrics[m] for m in METRICS], width, label=Path(system).name or system)
+        bars = ax.bar(
+            positions + i * width, [metrics[m] for m in METRICS], width, label="/".join(Path(system).parts[-2:])
+        )
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(positions + width * (len(results) - 1) / 2, METRICS)
     ax.set_ylim(0, 1)

@@ -9,9 +9,12 @@ by nDCG@10, and a state file in every checkpoint so a killed run resumes with it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,10 +96,10 @@ class NegativeStore:
         }
         minable = (samples["kind"] != "random_negative").to_numpy()
         keys = list(zip(samples["anchor_id"], samples["positive_id"]))
-        self.pairs = sorted({keys[i] for i in np.flatnonzero(minable)})
-        pair_index = {key: i for i, key in enumerate(self.pairs)}
-        self.pair_rows = [(query_of[q], self.row_of[p]) for q, p in self.pairs]
-        self.slots_of_pair: list[list[int]] = [[] for _ in self.pairs]
+        pairs = sorted({keys[i] for i in np.flatnonzero(minable)})
+        pair_index = {key: i for i, key in enumerate(pairs)}
+        self.pair_rows = [(query_of[q], self.row_of[p]) for q, p in pairs]
+        self.slots_of_pair: list[list[int]] = [[] for _ in pairs]
         for slot in np.flatnonzero(minable):
             self.slots_of_pair[pair_index[keys[slot]]].append(int(slot))
         self.negative = np.array([self.row_of.get(n, -1) if n else -1 for n in samples["negative_id"].fillna("")])
@@ -120,7 +123,7 @@ class NegativeStore:
         self, query_embeddings: np.ndarray, corpus_embeddings: np.ndarray, params: MiningParams
     ) -> tuple[int, MiningAudit]:
         """Mine with fresh embeddings and swap the minable slots; returns how many mined negatives are new."""
-        params = MiningParams(**{**params.__dict__, "num_negatives": self.negatives_per_pair})
+        params = dataclasses.replace(params, num_negatives=self.negatives_per_pair)
         mined, audit = mine(query_embeddings, corpus_embeddings, self.pair_rows, self.positives, self.sources, params)
         added = 0
         for pair, slots in enumerate(self.slots_of_pair):
@@ -198,10 +201,9 @@ class HeldOutEvaluator(BaseEvaluator):
     cache reuse them instead of encoding the corpus again.
     """
 
-    primary_metric = "ndcg@10"
-    greater_is_better = True
-
     def __init__(self, prepared: Prepared, batch_size: int, max_seq_length: int, base_cache: tuple[str, Path | None]):
+        super().__init__()
+        self.primary_metric = "ndcg@10"
         held_out = prepared.eval
         self.qrels: dict[str, dict[str, int]] = {}
         for row in held_out.itertuples():
@@ -226,13 +228,9 @@ class HeldOutEvaluator(BaseEvaluator):
     def __call__(self, model, output_path=None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
         if not self.query_ids:
             return {}
-        training_length = model.max_seq_length
-        model.max_seq_length = self.max_seq_length
-        try:
+        with max_length(model, self.max_seq_length):
             corpus = self.encode_corpus(model, steps)
             queries = encode(model, self.query_texts, self.batch_size, "query")
-        finally:
-            model.max_seq_length = training_length
         self.corpus_embeddings = corpus
         metrics = retrieval_metrics(dense_rankings(queries, corpus, self.query_ids, self.doc_ids), self.qrels)
         q, d = np.array(self.pair_rows).T
@@ -292,13 +290,9 @@ def make_callback(
             record = None
             if world.is_main:
                 started = time.perf_counter()
-                training_length = model.max_seq_length
-                model.max_seq_length = full_max_seq_length
-                try:
+                with max_length(model, full_max_seq_length):
                     anchors = [store.anchor_text[q] for q in store.anchor_ids]
                     queries = encode(model, anchors, evaluator.batch_size, "query")
-                finally:
-                    model.max_seq_length = training_length
                 added, audit = store.remine(queries, evaluator.corpus_embeddings, params)
                 seconds = round(time.perf_counter() - started, 1)
                 record = {
@@ -320,15 +314,21 @@ def make_callback(
     return RagtuneCallback()
 
 
-def save_model(model, target: Path, max_seq_length: int) -> None:
-    """Atomic save at the model's full max length (training may have used a shorter one)."""
+@contextmanager
+def max_length(model, length: int) -> Iterator[None]:
+    """Training may run at a shorter token limit; encoding for evaluation and saving use the full one."""
     training_length = model.max_seq_length
-    model.max_seq_length = max_seq_length
+    model.max_seq_length = length
     try:
-        with atomic_dir(target, overwrite=True) as tmp:
-            model.save_pretrained(str(tmp))
+        yield
     finally:
         model.max_seq_length = training_length
+
+
+def save_model(model, target: Path, max_seq_length: int) -> None:
+    """Atomic save at the model's full max length."""
+    with max_length(model, max_seq_length), atomic_dir(target, overwrite=True) as tmp:
+        model.save_pretrained(str(tmp))
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
