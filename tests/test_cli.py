@@ -106,6 +106,14 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, scifact_slice):
     assert not (tmp_path / "e").exists()
 
 
+def test_train_input_errors_are_caught_before_any_worker_starts(tmp_path):
+    for extra in ([], ["--nproc", "2"]):
+        result = run("train", "--data", tmp_path / "missing", "--output", tmp_path / "run", *extra)
+        assert_user_error(result, "missing train.parquet", "ragtune prepare")
+        assert "torch.distributed" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_argument_errors_are_one_line():
     result = run("prepare", "--range-max", "many")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

@@ -124,6 +124,21 @@ def _without_launcher_flags(argv: list[str]) -> list[str]:
     return kept
 
 
+def launch_workers(config: cfg.Config, args: argparse.Namespace, argv: list[str]) -> int:
+    """Check what a user can get wrong here, once, before torchrun starts N workers that would each fail."""
+    from ragtune.distributed import launch
+    from ragtune.models import resolve_model
+    from ragtune.train import Prepared
+
+    Prepared.load(Path(config.train.prepared))
+    resolve_model(config.model.name)
+    code = launch(args.nproc, _without_launcher_flags(argv), args.max_restarts)
+    if code != 0:
+        print(f"ragtune: error: a training process failed (exit {code}) after {args.max_restarts} restart(s); "
+              "its rank and traceback are in the torchrun log above", file=sys.stderr)  # fmt: skip
+    return code
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
@@ -132,18 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
-    if args.command == "train" and args.nproc > 1 and "RANK" not in os.environ:
-        from ragtune.distributed import launch
-
-        code = launch(args.nproc, _without_launcher_flags(argv), args.max_restarts)
-        if code != 0:
-            print(f"ragtune: error: a training process failed (exit {code}) after {args.max_restarts} restart(s); "
-                  "its rank and traceback are in the torchrun log above", file=sys.stderr)  # fmt: skip
-        return code
     try:
         if args.command == "tensorboard":
             return serve_tensorboard(args.run, args.host, args.port)
         config = cfg.load(args.config, _overrides(args))
+        if args.command == "train" and args.nproc > 1 and "RANK" not in os.environ:
+            return launch_workers(config, args, argv)
         RUNNERS[args.command](config, args)
     except UserError as exc:
         print(f"ragtune: error: {exc}", file=sys.stderr)
