@@ -39,7 +39,7 @@ from ragtune.embeddings import encode, encode_corpus_cached, store_corpus_embedd
 from ragtune.errors import UserError
 from ragtune.evaluate import METRICS, dense_rankings, retrieval_metrics
 from ragtune.mining import MiningAudit, MiningParams, draw_random_negative, mine
-from ragtune.outputs import atomic_dir, write_json
+from ragtune.outputs import atomic_dir, write_json, write_text
 
 STATE_FILE = "ragtune_state.json"
 SEED_TAGS = {"new_pairs_added": "Hard_Negatives/New_Pairs_Added", "dataset_size": "Dataset/Total_Size"}
@@ -509,7 +509,7 @@ def finish_run(run_dir: Path, metrics: dict, config_yaml: str, base_name: str) -
         (tmp / "README.md").write_text(model_card(metrics, config_yaml, base_name), encoding="utf-8")
     shutil.rmtree(best)
     write_json(run_dir / "metrics.json", metrics)
-    (run_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
+    write_text(run_dir / "config.yaml", config_yaml)
 
 
 def model_card(metrics: dict, config_yaml: str, base_name: str) -> str:
