@@ -168,3 +168,13 @@ def test_final_model_embeddings_in_cache_match_a_fresh_encode(finished_run, prep
     cached = np.load(path)
     fresh = encode(model, documents[:16], 64)
     np.testing.assert_allclose(cached[:16], fresh, atol=1e-5)
+
+
+def test_early_stopping_ends_training_when_ndcg_stops_improving(prepared_dir, tmp_path):
+    """A learning rate too small to change any ranking: the first epoch brings no gain, patience 1 stops there."""
+    result = train(
+        prepared_dir, tmp_path / "stop",
+        **run_args(epochs=3, learning_rate=1e-12, early_stopping_patience=1, hard_negative_update_frequency=0),
+    )  # fmt: skip
+    assert result.metrics["train"]["steps"] == 5  # one epoch of 5, not 15
+    assert result.metrics["best_step"] == 0  # the base model stays the best, and is what model/ holds
