@@ -209,7 +209,8 @@ class HeldOutEvaluator(BaseEvaluator):
         for row in held_out.itertuples():
             self.qrels.setdefault(row.anchor_id, {})[row.positive_id] = int(row.score)
         self.query_ids = sorted(self.qrels)
-        self.query_texts = [dict(zip(held_out["anchor_id"], held_out["anchor"]))[q] for q in self.query_ids]
+        anchor_text = dict(zip(held_out["anchor_id"], held_out["anchor"]))
+        self.query_texts = [anchor_text[q] for q in self.query_ids]
         self.doc_ids = prepared.corpus["id"].tolist()
         self.documents = prepared.corpus["document"].tolist()
         self.batch_size = batch_size
@@ -217,7 +218,8 @@ class HeldOutEvaluator(BaseEvaluator):
         self.base_cache = base_cache
         self.corpus_embeddings: np.ndarray | None = None
         row_of = {did: i for i, did in enumerate(self.doc_ids)}
-        self.pair_rows = [(self.query_ids.index(q), row_of[d]) for q, docs in self.qrels.items() for d in docs]
+        query_row = {qid: i for i, qid in enumerate(self.query_ids)}
+        self.pair_rows = [(query_row[q], row_of[d]) for q, docs in self.qrels.items() for d in docs]
 
     def encode_corpus(self, model, steps: int) -> np.ndarray:
         if steps <= 0:  # the untouched base model: its corpus embeddings are cached from `prepare`
