@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 EXTRAS ?= dev
 
-.PHONY: demo test lint install clean
+.PHONY: demo test bench lint install clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -25,9 +25,13 @@ demo: install
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
+# Writes BENCHMARKS.md (about an hour on 2 cores; run it on a quiet machine). ONLY="mining scale" runs a subset.
+bench: install
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py $(if $(ONLY),--only $(ONLY))
+
 lint: install
-	$(VENV)/bin/ruff check src tests data benchmarks
-	$(VENV)/bin/ruff format --check src tests data benchmarks
+	$(VENV)/bin/ruff check src tests data benchmarks examples
+	$(VENV)/bin/ruff format --check src tests data benchmarks examples
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

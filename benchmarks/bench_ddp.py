@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import StepTimer, prepared_triplets
+from common import StepTimer, prepared_triplets, report_result
 
 from ragtune.distributed import current_world
 from ragtune.mining import MiningParams
@@ -70,6 +70,9 @@ def main() -> None:
         )
     print(f"\nspeed-up 2 vs 1 process: {rates[2]['rate'] / rates[1]['rate']:.2f}x; global batch {GLOBAL_BATCH}, "
           f"{options.rows} triplets, max length {options.max_seq_length}")  # fmt: skip
+    report_result(
+        one_process=rates[1]["rate"], two_processes=rates[2]["rate"], speedup=rates[2]["rate"] / rates[1]["rate"]
+    )
 
 
 if __name__ == "__main__":

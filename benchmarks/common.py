@@ -1,7 +1,8 @@
-"""Shared by the benchmark scripts: a step timer and a small prepared SciFact slice."""
+"""Shared by the benchmark scripts: the result line, a step timer and a small prepared SciFact slice."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -10,6 +11,11 @@ from transformers import TrainerCallback
 
 from ragtune import api
 from ragtune import config as cfg
+
+
+def report_result(**numbers: float) -> None:
+    """The line benchmarks/run_all.py reads back into BENCHMARKS.md's summary."""
+    print("RESULT " + json.dumps(numbers), flush=True)
 
 
 class StepTimer(TrainerCallback):

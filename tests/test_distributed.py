@@ -69,7 +69,7 @@ def test_killed_worker_is_restarted_and_training_resumes(prepared_dir, tmp_path)
                "--hard-negative-update-frequency", "1"]  # fmt: skip
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ)
     deadline = time.time() + 600
-    while not list((run_dir / "checkpoints").glob("checkpoint-*/ragtune_state.json")):
+    while not list((run_dir / "checkpoints").glob("checkpoint-*/ragtune_checksums.json")):
         assert launcher.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
         time.sleep(0.2)
     workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if p.environ().get("RANK") == "1"]

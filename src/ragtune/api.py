@@ -32,14 +32,21 @@ def prepare(config: cfg.Config, overwrite: bool = False) -> Path:
     d, m = config.data, config.model
     output = Path(d.output)
     check_output_dir(output, overwrite)
-    dataset = load_dataset(d.path, d.max_text_chars)
+    if d.from_feast:
+        from ragtune.feast import dataset_from_feast
+
+        dataset, timestamp, view = dataset_from_feast(Path(d.from_feast), d.path, d.max_text_chars)
+    else:
+        dataset, timestamp = load_dataset(d.path, d.max_text_chars), stage.input_timestamp(Path(d.path))
     prepared = stage.prepare(
         dataset,
         model_name=m.name, device=m.device, encode_batch_size=m.encode_batch_size, cache_dir=_cache_dir(m),
         eval_fraction=d.eval_fraction, seed=d.seed,
         mining=mining_params(config.mining), random_negative_ratio=config.mining.random_negative_ratio,
-        timestamp=stage.input_timestamp(Path(d.path)),
+        timestamp=timestamp,
     )  # fmt: skip
+    if d.from_feast:
+        prepared.summary["passages_from"] = f"feast {d.from_feast} ({view})"
     with atomic_dir(output, overwrite) as tmp:
         stage.write_prepared(tmp, prepared, cfg.to_yaml(config))
     print(f"prepared {output}: {json.dumps(prepared.summary)}")
@@ -58,9 +65,16 @@ def evaluate(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str,
     check_output_dir(output, overwrite)
     dataset = load_dataset(config.data.path, config.data.max_text_chars)
     results = stage.evaluate(
-        dataset, split=e.split, models=e.models or [m.name], baselines=e.baselines,
+        dataset, split=e.split, models=[] if e.via_feast else e.models or [m.name], baselines=e.baselines,
         device=m.device, encode_batch_size=m.encode_batch_size, cache_dir=_cache_dir(m),
     )  # fmt: skip
+    if e.via_feast:  # the model is the one the repo serves; its rankings come from the online store
+        from ragtune.feast import evaluate_via_feast
+
+        results |= evaluate_via_feast(
+            dataset, Path(e.via_feast), split=e.split, models=e.models, device=m.device,
+            encode_batch_size=m.encode_batch_size,
+        )  # fmt: skip
     table = stage.markdown_table(results)
     with atomic_dir(output, overwrite) as tmp:
         (tmp / "metrics.json").write_text(json.dumps({"split": e.split, "results": results}, indent=2) + "\n")
@@ -96,6 +110,113 @@ def train(config: cfg.Config, overwrite: bool = False, resume: bool = False):
         f"{base.get('ndcg@10', float('nan')):.4f} -> {tuned['ndcg@10']:.4f}"
     )
     return result
+
+
+def report(run_dir: Path, eval_dir: Path | None = None, output: Path | None = None) -> Path:
+    """One self-contained HTML page for a run (default RUN_DIR/report.html); `eval_dir` adds BM25/test metrics."""
+    from ragtune import report as stage
+    from ragtune.outputs import write_text
+
+    page = stage.render(stage.collect(Path(run_dir), eval_dir))
+    output = Path(output) if output else Path(run_dir) / "report.html"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_text(output, page)
+    print(f"report written to {output}")
+    return output
+
+
+def submit(config: cfg.Config) -> str:
+    """Send the training config as a Kubeflow TrainJob (or a local torchrun job); returns the job's name."""
+    from ragtune.kubeflow import backend_for
+
+    name = backend_for(config.kubeflow).submit(config)
+    k = config.kubeflow
+    print(f"submitted {name} ({k.backend}, {k.num_nodes} node(s)); follow it: ragtune logs {name} --follow"
+          + (" --backend local" if k.backend == "local" else ""))  # fmt: skip
+    return name
+
+
+def jobs(config: cfg.Config) -> list:
+    from ragtune.kubeflow import backend_for
+
+    found = backend_for(config.kubeflow).list()
+    print(f"{'NAME':<16} {'STATUS':<10} {'NODES':>5}  {'RUNTIME':<28} CREATED")
+    for job in found:
+        print(f"{job.name:<16} {job.status:<10} {job.num_nodes:>5}  {job.runtime:<28} {job.created}")
+    return found
+
+
+def status(config: cfg.Config, name: str):
+    from ragtune.kubeflow import backend_for
+
+    job = backend_for(config.kubeflow).get(name)
+    print(f"{job.name}: {job.status} ({job.num_nodes} node(s), runtime {job.runtime}, created {job.created})")
+    for step in job.steps:
+        print(f"  {step}")
+    return job
+
+
+def logs(config: cfg.Config, name: str, follow: bool = False, rank: int = 0) -> None:
+    from ragtune.kubeflow import backend_for
+
+    for line in backend_for(config.kubeflow).logs(name, follow, rank):
+        print(line, flush=True)
+
+
+def wait(config: cfg.Config, name: str, timeout: int = 3600):
+    from ragtune.kubeflow import backend_for
+
+    job = backend_for(config.kubeflow).wait(name, timeout)
+    print(f"{job.name}: {job.status}")
+    return job
+
+
+def delete(config: cfg.Config, name: str) -> None:
+    from ragtune.kubeflow import backend_for
+
+    backend_for(config.kubeflow).delete(name)
+    print(f"deleted {name}")
+
+
+def feast_init(config: cfg.Config, overwrite: bool = False) -> Path:
+    """A Feast feature repo in `config.feast.repo`: Milvus Lite online store, duckdb over parquet offline."""
+    from ragtune import feast as stage
+
+    f = config.feast
+    repo = stage.init_repo(Path(f.repo), f.embedding_dim, f.online_path, overwrite)
+    print(f"Feast repo {repo}: Milvus Lite online store ({f.online_path}, {f.embedding_dim}-dim, FLAT, COSINE), "
+          f"duckdb offline store; next: ragtune index --repo {repo} --data DATA --model MODEL")  # fmt: skip
+    return repo
+
+
+def index(config: cfg.Config):
+    """Encode `data.path` with `model.name` into a new passages view of the repo; the old view goes."""
+    from ragtune import feast as stage
+    from ragtune.prepare import input_timestamp
+
+    d, m, repo = config.data, config.model, Path(config.feast.repo)
+    stage.open_store(repo)  # a bad repo fails before any slow work
+    corpus = stage.load_corpus(d.path, d.max_text_chars)
+    result = stage.index(
+        repo, corpus, model_name=m.name, device=m.device, encode_batch_size=m.encode_batch_size,
+        cache_dir=_cache_dir(m), timestamp=input_timestamp(Path(d.path)),
+    )  # fmt: skip
+    removed = f"; removed {', '.join(result.removed)}" if result.removed else ""
+    print(f"indexed {result.passages} passages into {repo}:{result.view} in {result.seconds:.1f} s{removed}")
+    return result
+
+
+def search(config: cfg.Config, question: str, model: str | None = None):
+    """Top-k passages for one question through the repo's online store, printed best first."""
+    from ragtune import feast as stage
+
+    m = config.model
+    retriever = stage.Retriever(Path(config.feast.repo), model, m.device, m.encode_batch_size)
+    hits = retriever.search(question, config.feast.top_k)
+    for rank, hit in enumerate(hits, start=1):
+        print(f"{rank:>3}  {hit.score:.4f}  {hit.id}  {hit.title[:90]}")
+        print(f"     {hit.text[:160]}")
+    return hits
 
 
 def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[str, float]]:

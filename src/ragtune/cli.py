@@ -35,7 +35,20 @@ COMMAND_FIELDS = {
         "mining.*",
     ],
     "demo": ["model.device", "model.cache_dir"],
+    "index": ["feast.repo", "data.path", "data.max_text_chars", "model.*"],
+    "search": ["feast.repo", "feast.top_k", "model.device", "model.encode_batch_size"],
 }
+CLUSTER_FIELDS = ["kubeflow.backend", "kubeflow.kubeconfig", "kubeflow.namespace"]
+# Kubeflow verbs: the TrainJob they act on (submit instead takes what `train` takes plus the job's shape).
+JOB_COMMANDS = {
+    "submit": "run `ragtune train` as a Kubeflow TrainJob (or --backend local: under torchrun here)",
+    "jobs": "list TrainJobs",
+    "status": "a TrainJob's status and nodes",
+    "logs": "a TrainJob's log (rank 0 carries the evaluation lines)",
+    "wait": "block until a TrainJob completes; exit 2 if it fails or times out",
+    "delete": "delete a TrainJob",
+}
+COMMAND_FIELDS["submit"] = [*COMMAND_FIELDS["train"], "kubeflow.*"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,20 +86,49 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate": "nDCG@10, MRR@10, Recall@10/100, MAP@100 of models (and BM25) on a qrels split",
         "train": "fine-tune with sentence-transformers, re-mining hard negatives as the model learns",
         "demo": "the whole pipeline on the bundled SciFact data and model, under runs/demo",
+        "index": "encode the corpus with a (tuned) model into a new passages view of a Feast repo",
+        "search": "top-k passages for a question, through the Feast repo's online store",
     }
     for command, help_text in helps.items():
         p = sub.add_parser(command, help=help_text, description=help_text)
         p.add_argument("--config", type=Path, help="YAML config; flags override it")
         _add_config_flags(p, COMMAND_FIELDS[command])
-        p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+        if command not in ("index", "search"):  # these write no output directory
+            p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
         if command == "train":
             p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
             p.add_argument("--nproc", type=int, default=1, help="local processes: launches torchrun (DDP) for you")
             p.add_argument("--max-restarts", type=int, default=3, help="with --nproc: torchrun elastic restarts")
+        if command == "search":
+            p.add_argument("question", help="the question to search for")
+            p.add_argument("--model", help="query model (default: the one the repo was indexed with)")
+    feast = sub.add_parser("feast", help="Feast feature repo for serving: `feast init DIR`")
+    init = feast.add_subparsers(dest="feast_command", required=True, parser_class=_Parser).add_parser(
+        "init", help="write a feature repo: Milvus Lite online store, duckdb over parquet offline"
+    )
+    init.add_argument("feast.repo", metavar="DIR", help="directory of the new repo")
+    _add_config_flags(init, ["feast.embedding_dim", "feast.online_path"])
+    init.add_argument("--config", type=Path, help="YAML config; flags override it")
+    init.add_argument("--overwrite", action="store_true", help="replace an existing feature_store.yaml")
+    for command, help_text in JOB_COMMANDS.items():
+        p = sub.add_parser(command, help=help_text, description=help_text)
+        p.add_argument("--config", type=Path, help="YAML config; flags override it")
+        _add_config_flags(p, COMMAND_FIELDS.get(command, CLUSTER_FIELDS))
+        if command not in ("submit", "jobs"):
+            p.add_argument("job", help="TrainJob name (see: ragtune jobs)")
+        if command == "logs":
+            p.add_argument("--follow", "-f", action="store_true", help="keep streaming until the job ends")
+            p.add_argument("--rank", type=int, default=0, help="node whose log to show (Kubernetes backend)")
+        if command == "wait":
+            p.add_argument("--timeout", type=int, default=3600, help="seconds to wait")
     board = sub.add_parser("tensorboard", help="serve a run's TensorBoard logs (127.0.0.1 unless --host)")
     board.add_argument("run", type=Path, help="run directory (holding tensorboard/) or a folder of runs")
     board.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to the network")
     board.add_argument("--port", type=int, default=6006)
+    page = sub.add_parser("report", help="one self-contained HTML page of a run: metrics, curves, audit, config")
+    page.add_argument("run", type=Path, help="run directory written by `ragtune train`")
+    page.add_argument("--eval", type=Path, help="`ragtune evaluate` output to include (default: a sibling eval/)")
+    page.add_argument("--output", type=Path, help="HTML file to write (default: RUN/report.html)")
     return parser
 
 
@@ -99,6 +141,15 @@ RUNNERS = {
     "evaluate": lambda config, args: api.evaluate(config, args.overwrite),
     "train": lambda config, args: api.train(config, args.overwrite, args.resume),
     "demo": lambda config, args: api.demo(config),
+    "feast": lambda config, args: api.feast_init(config, args.overwrite),
+    "index": lambda config, args: api.index(config),
+    "search": lambda config, args: api.search(config, args.question, args.model),
+    "submit": lambda config, args: api.submit(config),
+    "jobs": lambda config, args: api.jobs(config),
+    "status": lambda config, args: api.status(config, args.job),
+    "logs": lambda config, args: api.logs(config, args.job, args.follow, args.rank),
+    "wait": lambda config, args: api.wait(config, args.job, args.timeout),
+    "delete": lambda config, args: api.delete(config, args.job),
 }
 
 
@@ -150,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "tensorboard":
             return serve_tensorboard(args.run, args.host, args.port)
+        if args.command == "report":
+            api.report(args.run, args.eval, args.output)
+            return 0
         config = cfg.load(args.config, _overrides(args))
         if args.command == "train" and args.nproc > 1 and "RANK" not in os.environ:
             return launch_workers(config, args, argv)

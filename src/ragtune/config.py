@@ -41,6 +41,9 @@ class DataConfig:
     eval_fraction: float = _option(0.1, "share of training queries held out for evaluation (if no dev qrels)")
     seed: int = _option(42, "seed for the held-out split and random negatives")
     max_text_chars: int = _option(20000, "longer passages/queries are truncated (with a warning)")
+    from_feast: str = _option(
+        "", "prepare: passages from this Feast repo's offline store (--data adds queries/qrels)", "--from-feast"
+    )
 
 
 @dataclass
@@ -80,6 +83,31 @@ class EvalConfig:
     split: str = _option("test", "qrels split to evaluate")
     baselines: list[str] = _option(["bm25"], "lexical baselines to add (bm25 or none)", "--baseline")
     output: str = _option("runs/eval", "directory for metrics.json, metrics.md, metrics.png", "--output")
+    via_feast: str = _option(
+        "", "evaluate what this Feast repo serves (its indexed model) instead of in memory", "--via-feast"
+    )
+
+
+@dataclass
+class FeastConfig:
+    repo: str = _option("feature_repo", "Feast feature repo directory (made by `ragtune feast init`)", "--repo")
+    top_k: int = _option(10, "passages a search returns", "--top-k")
+    embedding_dim: int = _option(384, "feast init: the online store's vector size (the model's dimension)")
+    online_path: str = _option("data/online_store.db", "feast init: Milvus Lite file, relative to the repo")
+
+
+@dataclass
+class KubeflowConfig:
+    backend: str = _option("kubernetes", "kubernetes (a cluster with Kubeflow Trainer v2) or local (torchrun here)")
+    kubeconfig: str = _option("", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+    namespace: str = _option("default", "namespace of the TrainJobs")
+    runtime: str = _option("ragtune-torch-distributed", "(Cluster)TrainingRuntime to run on (deploy/runtime.yaml)")
+    num_nodes: int = _option(1, "training nodes (local backend: processes)")
+    cpu: str = _option("", "CPU per node, a Kubernetes quantity such as 4 or 500m (default: the runtime's)")
+    memory: str = _option("", "memory per node, a Kubernetes quantity such as 8Gi (default: the runtime's)")
+    gpu: int = _option(0, "GPUs per node")
+    image: str = _option("", "training image (default: the runtime's)")
+    workdir: str = _option("/mnt/ragtune", "where the job runs: relative data and output paths resolve here")
 
 
 @dataclass
@@ -89,9 +117,12 @@ class Config:
     mining: MiningConfig = field(default_factory=MiningConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    feast: FeastConfig = field(default_factory=FeastConfig)
+    kubeflow: KubeflowConfig = field(default_factory=KubeflowConfig)
 
 
 LOSSES = ("mnrl", "cached-mnrl", "contrastive")
+BACKENDS = ("kubernetes", "local")
 
 SECTIONS: dict[str, type] = {name: kind for name, kind in typing.get_type_hints(Config).items()}
 
@@ -163,6 +194,11 @@ def validate(config: Config, source: str = "config") -> None:
         (t.checkpoint_steps > 0, "train.checkpoint_steps", "a positive integer"),
         (t.early_stopping_patience >= 0, "train.early_stopping_patience", "0 or more"),
         (t.logging_steps > 0, "train.logging_steps", "a positive integer"),
+        (config.feast.top_k > 0, "feast.top_k", "a positive integer (--top-k)"),
+        (config.feast.embedding_dim > 0, "feast.embedding_dim", "the model's embedding size, a positive integer"),
+        (config.kubeflow.backend in BACKENDS, "kubeflow.backend", " or ".join(BACKENDS)),
+        (config.kubeflow.num_nodes > 0, "kubeflow.num_nodes", "at least 1 (--num-nodes)"),
+        (config.kubeflow.gpu >= 0, "kubeflow.gpu", "0 or more"),
     ]
     for ok, name, expected in checks:
         if not ok:

@@ -104,6 +104,14 @@ def broadcast_from_main(value, world: World):
     return holder[0]
 
 
+def barrier(world: World) -> None:
+    """Every rank has reached this point (a no-op alone)."""
+    if world.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def main_process_saves(trainer_class):
     """sentence-transformers 6.2 lets every rank write the model into the same folder; only the
     process that transformers says should save does here."""

@@ -4,7 +4,8 @@ The Trainer runs the loop, losses, schedule, checkpoints and TensorBoard logging
 an evaluator that measures real retrieval on the held-out split over the whole corpus, dynamic
 hard-negative re-mining with the model being trained (the negatives live in a store that the
 dataset reads lazily, so the Trainer's dataloader never has to be rebuilt), best-model keeping
-by nDCG@10, and a state file in every checkpoint so a killed run resumes with its negatives.
+by nDCG@10, a state file in every checkpoint so a killed run resumes with its negatives, and a
+checksum manifest written last so a checkpoint torn by a crash is recognised and skipped.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from sentence_transformers.base.evaluation import BaseEvaluator
 from ragtune.distributed import (
     World,
     backend,
+    barrier,
     broadcast_from_main,
     collective_timeout,
     configure_logging,
@@ -39,9 +42,10 @@ from ragtune.embeddings import encode, encode_corpus_cached, store_corpus_embedd
 from ragtune.errors import UserError
 from ragtune.evaluate import METRICS, dense_rankings, retrieval_metrics
 from ragtune.mining import MiningAudit, MiningParams, draw_random_negative, mine
-from ragtune.outputs import atomic_dir, write_json, write_text
+from ragtune.outputs import atomic_dir, directory_checksums, write_json, write_text
 
 STATE_FILE = "ragtune_state.json"
+CHECKSUM_FILE = "ragtune_checksums.json"
 SEED_TAGS = {"new_pairs_added": "Hard_Negatives/New_Pairs_Added", "dataset_size": "Dataset/Total_Size"}
 
 
@@ -308,10 +312,14 @@ def make_callback(
             state.remining.append(record)
 
         def on_save(self, args, trainer_state, control, **kwargs):
+            """The Trainer has written (and rotated) the checkpoint when this runs, but every rank writes its own RNG
+            file into it: rank 0 waits for all, adds ragtune's state and, last, the checksum manifest."""
+            barrier(world)
             if not world.is_main:
                 return
             checkpoint = Path(args.output_dir) / f"checkpoint-{trainer_state.global_step}"
             write_json(checkpoint / STATE_FILE, {"run": state.__dict__, "negatives": store.state()})
+            write_json(checkpoint / CHECKSUM_FILE, checkpoint_checksums(checkpoint))
 
     return RagtuneCallback()
 
@@ -333,9 +341,28 @@ def save_model(model, target: Path, max_seq_length: int) -> None:
         model.save_pretrained(str(tmp))
 
 
+def checkpoint_checksums(checkpoint: Path) -> dict[str, str]:
+    return {name: digest for name, digest in directory_checksums(checkpoint).items() if name != CHECKSUM_FILE}
+
+
+def checkpoint_intact(checkpoint: Path) -> bool:
+    """Its manifest exists and every file matches it: a kill -9 mid-save leaves no manifest or a mismatch."""
+    try:
+        return json.loads((checkpoint / CHECKSUM_FILE).read_text()) == checkpoint_checksums(checkpoint)
+    except (OSError, ValueError):
+        return False
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    checkpoints = [p for p in (run_dir / "checkpoints").glob("checkpoint-*") if (p / STATE_FILE).is_file()]
-    return max(checkpoints, key=lambda p: int(p.name.split("-")[1]), default=None)
+    """The newest intact checkpoint; newer torn ones are skipped with a warning."""
+    checkpoints = sorted(
+        (run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]), reverse=True
+    )
+    for checkpoint in checkpoints:
+        if checkpoint_intact(checkpoint):
+            return checkpoint
+        warnings.warn(f"{checkpoint}: incomplete or corrupted (checksums do not match), skipped", stacklevel=2)
+    return None
 
 
 @dataclass
@@ -494,6 +521,7 @@ def prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> Path | None
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
             raise UserError(f"{run_dir}: no checkpoint to resume from; start without --resume")
+        print(f"resuming from {checkpoint}")
         return checkpoint
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:

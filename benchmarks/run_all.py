@@ -1,0 +1,191 @@
+"""`make bench`: run the benchmarks, keep each one's result, and write BENCHMARKS.md from all of them.
+
+Each section's commands run in a fresh process; its stdout tables, the RESULT line the scripts
+print, wall time and peak RSS (wait4) are stored in benchmarks/results/NAME.json, so one section
+can be re-run alone (`make bench ONLY="mining scale"`) and the page is rebuilt from every stored
+result. Run on a quiet machine: other work on the 2 cores changes every timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+PAGE = REPO / "BENCHMARKS.md"
+NOTES = REPO / "benchmarks" / "NOTES.md"
+WORK = "runs/bench"
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    commands: tuple[str, ...]
+
+
+SECTIONS = {
+    "quality": Section("Retrieval quality on SciFact test, and the demo's wall time", ("ragtune demo",)),
+    "passages": Section(
+        "Passages-only mode (titles as queries), then real SciFact claims",
+        (
+            f"ragtune prepare --data data/scifact-passages.jsonl.gz --output {WORK}/pp --overwrite",
+            f"ragtune train --data {WORK}/pp --output {WORK}/pp-run --overwrite",
+            f"ragtune evaluate --data data/scifact --model all-MiniLM-L6-v2 --model {WORK}/pp-run/model "
+            f"--baseline none --output {WORK}/pp-eval --overwrite",
+        ),
+    ),
+    "train": Section(
+        "Training throughput: ragtune against plain sentence-transformers", ("python benchmarks/bench_train.py",)
+    ),
+    "mining": Section(
+        "Mining throughput: ragtune's guard against `mine_hard_negatives`", ("python benchmarks/bench_mining.py",)
+    ),
+    "feast": Section("Feast serving: indexing, search latency and recall", ("python benchmarks/bench_feast.py",)),
+    "ddp": Section("DDP: 1 against 2 torchrun processes", ("python benchmarks/bench_ddp.py",)),
+    "scale": Section(
+        "Memory and time of `prepare` at 10k, 30k and 100k passages", ("python benchmarks/bench_scale.py",)
+    ),
+}
+
+
+def argv_of(command: str) -> list[str]:
+    words = shlex.split(command)
+    if words[0] == "ragtune":
+        return [sys.executable, "-m", "ragtune.cli", *words[1:]]
+    return [sys.executable, *words[1:]] if words[0] == "python" else words
+
+
+def run(command: str) -> dict:
+    """Stream the command's output through, keep its tables and RESULT line, time it, take its peak RSS."""
+    print(f"\n$ {command}", flush=True)
+    started = time.perf_counter()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO / "benchmarks"))
+    process = subprocess.Popen(argv_of(command), cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stdout:
+        sys.stdout.write(line)
+        lines.append(line.rstrip("\n"))
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"benchmark command failed: {command}")
+    result = next((json.loads(line[7:]) for line in reversed(lines) if line.startswith("RESULT ")), {})
+    first_table = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    return {
+        "command": command, "seconds": time.perf_counter() - started, "peak_rss_gib": usage.ru_maxrss / 1024**2,
+        "output": [line for line in lines[first_table:] if not line.startswith("RESULT ")], "result": result,
+    }  # fmt: skip
+
+
+def metrics_of(path: str) -> dict:
+    return json.loads((REPO / path).read_text())
+
+
+def derived(name: str) -> dict:
+    """Numbers the ragtune commands leave in their metrics.json (the scripts print a RESULT line instead)."""
+    if name == "quality":
+        results = metrics_of("runs/demo/eval/metrics.json")["results"]
+        base, tuned = results["all-MiniLM-L6-v2"], results[next(k for k in results if k.endswith("run/model"))]
+        return {"bm25": results["bm25"]["ndcg@10"], "base": base["ndcg@10"], "tuned": tuned["ndcg@10"]}
+    if name == "passages":
+        run_metrics = metrics_of(f"{WORK}/pp-run/metrics.json")
+        results = metrics_of(f"{WORK}/pp-eval/metrics.json")["results"]
+        tuned = results[next(k for k in results if k.endswith("pp-run/model"))]
+        return {"held_out_base": run_metrics["base"]["ndcg@10"], "held_out_tuned": run_metrics["tuned"]["ndcg@10"],
+                "claims_base": results["all-MiniLM-L6-v2"]["ndcg@10"], "claims_tuned": tuned["ndcg@10"]}  # fmt: skip
+    return {}
+
+
+def summary_value(name: str, r: dict, seconds: float) -> str:
+    """One line per section for the summary table."""
+    if not r:
+        return "see below"
+    if name == "quality":
+        minutes = seconds / 60
+        return (
+            f"nDCG@10 BM25 {r['bm25']:.4f} / base {r['base']:.4f} / tuned **{r['tuned']:.4f}**; demo {minutes:.1f} min"
+        )
+    if name == "passages":
+        return (f"held-out title->passage {r['held_out_base']:.4f} -> {r['held_out_tuned']:.4f}; "
+                f"SciFact claims {r['claims_base']:.4f} -> {r['claims_tuned']:.4f}")  # fmt: skip
+    if name == "train":
+        return (
+            f"ratio **{r['ratio']:.2f}** ({r['ragtune_samples_per_s']:.2f} vs {r['plain_samples_per_s']:.2f} samples/s)"
+        )
+    if name == "mining":
+        cold = f"cold start {r['ours_s']:.0f} vs {r['theirs_s']:.0f} s"
+        return f"ratio **{r['ratio']:.2f}** ({cold}); re-mining {r['remine_s']:.2f} s"
+    if name == "ddp":
+        return f"{r['one_process']:.2f} -> {r['two_processes']:.2f} samples/s (**{r['speedup']:.2f}x**)"
+    if name == "scale":
+        peak = f"peak RSS **{r['peak_rss_gib']:.2f} GiB** at {r['passages']:,} passages"
+        return f"{peak}; time/size ratio {r['linearity']:.2f}"
+    return ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in r.items())
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    import sentence_transformers
+    import torch
+
+    return (f"{os.cpu_count()} CPU cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, sentence-transformers {sentence_transformers.__version__}")  # fmt: skip
+
+
+def write_page(stored: dict[str, dict]) -> None:
+    lines = [
+        "# Benchmarks", "",
+        "Written by `make bench` (`benchmarks/run_all.py`) from the results in `benchmarks/results/`. Every number",
+        "comes from the command beside it; re-run one section with `make bench ONLY=NAME`.", "",
+        "| section | result | wall | peak RSS | command(s) | measured on |", "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for name in SECTIONS:
+        if name not in stored:
+            continue
+        entry = stored[name]
+        seconds = sum(run["seconds"] for run in entry["runs"])
+        peak = max(run["peak_rss_gib"] for run in entry["runs"])
+        commands = "<br>".join(f"`{run['command']}`" for run in entry["runs"])
+        lines.append(f"| {name} | {summary_value(name, entry['result'], seconds)} | {seconds / 60:.1f} min | "
+                     f"{peak:.2f} GiB | {commands} | {entry['date']} |")  # fmt: skip
+    for name in SECTIONS:
+        if name in stored:
+            entry = stored[name]
+            lines += ["", f"## {SECTIONS[name].title}", "", f"{entry['machine']}; {entry['date']}.", ""]
+            for run in entry["runs"]:
+                lines += [f"`{run['command']}` ({run['seconds']:.0f} s, peak RSS {run['peak_rss_gib']:.2f} GiB)", ""]
+                lines += run["output"] + [""]
+    if NOTES.exists():
+        lines += ["", NOTES.read_text().strip()]
+    PAGE.write_text("\n".join(lines).rstrip() + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=list(SECTIONS), help="sections to run (default: all)")
+    parser.add_argument("--page-only", action="store_true", help="rebuild BENCHMARKS.md from stored results")
+    options = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not options.page_only:
+        for name in options.only or SECTIONS:
+            runs = [run(command) for command in SECTIONS[name].commands]
+            result = {**derived(name), **{k: v for r in runs for k, v in r["result"].items()}}
+            entry = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+                     "runs": runs, "result": result}  # fmt: skip
+            (RESULTS / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")
+    write_page({path.stem: json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))})
+    print(f"\nwrote {PAGE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""The bad-input contract, case by case: one line naming the file or field (and the fix), exit code 2,
+no traceback, and whatever the output path held before is still there, even with --overwrite.
+
+Each case builds its broken input in a fresh directory and runs the real CLI entry point in this
+process (the loaders and checks are the same code the executable runs; test_cli.py covers the
+executable itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ragtune import cli
+
+SENTINEL = "results the user already had\n"
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+def beir_copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def edit_beir(file: str, content: str | bytes):
+    def make(w: Path, slice_: Path, prepared: Path) -> Path:
+        root = beir_copy(slice_, w / "data")
+        target = root / file
+        target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+        return root
+
+    return make
+
+
+def append_beir(file: str, line: str):
+    def make(w: Path, slice_: Path, prepared: Path) -> Path:
+        root = beir_copy(slice_, w / "data")
+        with open(root / file, "a", encoding="utf-8") as handle:
+            handle.write(line)
+        return root
+
+    return make
+
+
+def remove_beir(file: str):
+    def make(w: Path, slice_: Path, prepared: Path) -> Path:
+        root = beir_copy(slice_, w / "data")
+        (root / file).unlink()
+        return root
+
+    return make
+
+
+def passages(rows: list[dict] | bytes, name: str = "passages.jsonl"):
+    def make(w: Path, slice_: Path, prepared: Path) -> Path:
+        path = w / name
+        if isinstance(rows, bytes):
+            path.write_bytes(rows)
+        else:
+            path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return path
+
+    return make
+
+
+def broken_prepared(drop: str):
+    def make(w: Path, slice_: Path, prepared: Path) -> Path:
+        root = w / "prepared"
+        shutil.copytree(prepared, root)
+        (root / drop).unlink()
+        return root
+
+    return make
+
+
+def config_file(text: str | bytes):
+    def make(w: Path, slice_: Path, prepared: Path) -> Path:
+        path = w / "run.yaml"
+        path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+        return path
+
+    return make
+
+
+def feast_repo(embedding_dim: int):
+    def make(w: Path, slice_: Path, prepared: Path) -> Path:
+        from ragtune import api
+        from ragtune import config as cfg
+
+        repo = w / "repo"
+        api.feast_init(cfg.load(None, {"feast.repo": str(repo), "feast.embedding_dim": embedding_dim}))
+        return repo
+
+    return make
+
+
+def good_data(w: Path, slice_: Path, prepared: Path) -> Path:
+    return slice_
+
+
+def good_prepared(w: Path, slice_: Path, prepared: Path) -> Path:
+    return prepared
+
+
+def nothing(w: Path, slice_: Path, prepared: Path) -> Path:
+    return w / "does-not-exist"
+
+
+# (command, make input, extra flags, what the one line must say). {input} is the made path, {out} the output.
+CASES = {
+    # config
+    "config-missing": ("prepare", nothing, ["--config", "{input}"], "config file not found"),
+    "config-bad-yaml": ("prepare", config_file("mining: {range_max: [}\n"), ["--config", "{input}"], "not valid YAML"),
+    "config-non-utf8": ("train", config_file(b"train:\n  output: caf\xe9\n"), ["--config", "{input}"], "not UTF-8"),
+    "config-unknown-section": ("prepare", config_file("minning: {}\n"), ["--config", "{input}"], "unknown section"),
+    "config-unknown-key": ("train", config_file("train: {epoch: 2}\n"), ["--config", "{input}"], "train.epoch"),
+    "config-wrong-type": ("train", config_file("train: {epochs: two}\n"), ["--config", "{input}"], "train.epochs"),
+    "config-not-a-mapping": ("prepare", config_file("- a\n- b\n"), ["--config", "{input}"], "mapping of sections"),
+    "config-range": ("prepare", config_file("mining: {range_min: 60}\n"), ["--config", "{input}"], "range_min"),
+    # prepare
+    "prepare-missing-data": ("prepare", nothing, ["--data", "{input}"], "not found"),
+    "prepare-no-corpus": ("prepare", remove_beir("corpus.jsonl"), ["--data", "{input}"], "corpus.jsonl"),
+    "prepare-no-queries": ("prepare", remove_beir("queries.jsonl"), ["--data", "{input}"], "queries.jsonl"),
+    "prepare-empty-corpus": ("prepare", edit_beir("corpus.jsonl", ""), ["--data", "{input}"], "corpus is empty"),
+    "prepare-bad-json": ("prepare", edit_beir("corpus.jsonl", "{oops\n"), ["--data", "{input}"], "line 1"),
+    "prepare-non-utf8": (
+        "prepare",
+        edit_beir("queries.jsonl", b'{"_id": "q", "text": "caf\xe9"}\n'),
+        ["--data", "{input}"],
+        "not UTF-8",
+    ),  # fmt: skip
+    "prepare-unknown-doc": (
+        "prepare",
+        append_beir("qrels/train.tsv", "1\tno-such-doc\t1\n"),
+        ["--data", "{input}"],
+        "no-such-doc",
+    ),  # fmt: skip
+    "prepare-qrels-header": (
+        "prepare",
+        edit_beir("qrels/train.tsv", "q\td\ts\n1\t2\t1\n"),
+        ["--data", "{input}"],
+        "header",
+    ),  # fmt: skip
+    "prepare-bad-score": (
+        "prepare",
+        append_beir("qrels/train.tsv", "1\t4983\thigh\n"),
+        ["--data", "{input}"],
+        "score 'high'",
+    ),  # fmt: skip
+    "prepare-passages-no-text": ("prepare", passages([{"id": "a", "title": "t"}]), ["--data", "{input}"], "text"),
+    "prepare-passages-dup-id": (
+        "prepare",
+        passages([{"id": "a", "title": "t", "text": "x"}] * 2),
+        ["--data", "{input}"],
+        "duplicate id",
+    ),  # fmt: skip
+    "prepare-passages-unknown-format": (
+        "prepare",
+        passages(b"id,title,text\n", "p.csv"),
+        ["--data", "{input}"],
+        "unknown input",
+    ),  # fmt: skip
+    "prepare-eval-fraction": (
+        "prepare",
+        good_data,
+        ["--data", "{input}", "--eval-fraction", "1.5"],
+        "data.eval_fraction",
+    ),  # fmt: skip
+    "prepare-unknown-model": ("prepare", good_data, ["--data", "{input}", "--model", "no/such-model"], "no/such-model"),
+    # train
+    "train-missing-prepared": ("train", nothing, ["--data", "{input}"], "train.parquet"),
+    "train-no-corpus": ("train", broken_prepared("corpus.parquet"), ["--data", "{input}"], "corpus.parquet"),
+    "train-bad-loss": ("train", good_prepared, ["--data", "{input}", "--loss", "triplet"], "train.loss"),
+    "train-batch-of-one": ("train", good_prepared, ["--data", "{input}", "--batch-size", "1"], "train.batch_size"),
+    "train-unknown-model": ("train", good_prepared, ["--data", "{input}", "--model", "/no/model"], "/no/model"),
+    "train-resume-nothing": (
+        "train",
+        good_prepared,
+        ["--data", "{input}", "--resume", "--output", "{fresh}"],
+        "no checkpoint",
+    ),  # fmt: skip
+    # evaluate
+    "evaluate-missing-split": ("evaluate", good_data, ["--data", "{input}", "--split", "dev"], "dev"),
+    "evaluate-unknown-model": ("evaluate", good_data, ["--data", "{input}", "--model", "no/such"], "no/such"),
+    "evaluate-unknown-doc": (
+        "evaluate",
+        append_beir("qrels/test.tsv", "1\tghost\t1\n"),
+        ["--data", "{input}"],
+        "ghost",
+    ),  # fmt: skip
+    "evaluate-missing-data": ("evaluate", nothing, ["--data", "{input}"], "not found"),
+    # submit and the job verbs
+    "submit-no-kubeconfig": ("submit", nothing, ["--kubeconfig", "{input}"], "kubeconfig not found"),
+    "submit-zero-nodes": ("submit", nothing, ["--kubeconfig", "{input}", "--num-nodes", "0"], "kubeflow.num_nodes"),
+    "submit-backend": ("submit", nothing, ["--backend", "slurm"], "kubeflow.backend"),
+    "submit-shell-chars": ("submit", nothing, ["--backend", "local", "--output", "runs/$USER"], "train.output"),
+    "status-unknown-local-job": ("status", nothing, ["nope", "--backend", "local"], "no local job 'nope'"),
+    # index and search (Feast)
+    "index-no-repo": ("index", nothing, ["--repo", "{input}", "--data", "data/scifact"], "not a Feast repo"),
+    "index-no-data": ("index", feast_repo(384), ["--repo", "{input}"], "pass --data"),
+    "index-wrong-dimension": ("index", feast_repo(128), ["--repo", "{input}", "--data", "{slice}"], "128"),
+    "search-no-repo": ("search", nothing, ["question", "--repo", "{input}"], "not a Feast repo"),
+    "search-unindexed": ("search", feast_repo(384), ["question", "--repo", "{input}"], "no passages indexed yet"),
+    "search-top-k": ("search", feast_repo(384), ["question", "--repo", "{input}", "--top-k", "0"], "top_k"),
+    "feast-init-exists": ("feast", feast_repo(384), ["init", "{input}"], "already exists"),
+    # report
+    "report-missing-run": ("report", nothing, ["{input}"], "not found"),
+}
+
+OUTPUT_FLAG = {"prepare": "--output", "train": "--output", "evaluate": "--output"}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2_and_outputs_survive(case, tmp_path, scifact_slice, prepared_dir, capsys):
+    command, make, flags, message = CASES[case]
+    made = make(tmp_path, scifact_slice, prepared_dir)
+    argv = [command, *(f.format(input=made, fresh=tmp_path / "fresh-run", slice=scifact_slice) for f in flags)]
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "metrics.json").write_text(SENTINEL)
+    if command in OUTPUT_FLAG and "--output" not in flags:
+        argv += [OUTPUT_FLAG[command], str(existing), "--overwrite"]
+    before = snapshot(tmp_path)
+
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    assert err.startswith("ragtune: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and message in err, err
+    assert snapshot(tmp_path) == before, "a bad input changed files"
+
+
+def test_the_suite_covers_every_stage():
+    commands = {command for command, *_ in CASES.values()}
+    assert {"prepare", "train", "evaluate", "index", "search", "submit", "report"} <= commands
+    assert len(CASES) >= 30

@@ -1,0 +1,192 @@
+"""Feast serving against the real SDK: a Milvus Lite file (server on loopback) and duckdb over parquet."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ragtune import api, cli
+from ragtune import config as cfg
+from ragtune import feast as rf
+from ragtune.data import load_dataset
+from ragtune.embeddings import encode, top_k
+from ragtune.errors import UserError
+from ragtune.evaluate import evaluate
+from ragtune.models import resolve_model
+from ragtune.prepare import input_timestamp
+
+MODEL = "all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="module")
+def dataset(scifact_slice):
+    return load_dataset(scifact_slice)
+
+
+def build_repo(directory: Path, data: Path, corpus: pd.DataFrame, model: str = MODEL) -> rf.IndexResult:
+    if not (directory / "feature_store.yaml").exists():
+        rf.init_repo(directory, 384, "data/online_store.db")
+    return rf.index(
+        directory, corpus, model_name=model, device="cpu", encode_batch_size=64, cache_dir=None,
+        timestamp=input_timestamp(data),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, scifact_slice, dataset) -> Path:
+    directory = tmp_path_factory.mktemp("feast") / "repo"
+    build_repo(directory, scifact_slice, dataset.corpus)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def retriever(repo):
+    return rf.Retriever(repo, device="cpu")
+
+
+def test_init_writes_an_embedded_repo(repo):
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    online = config["online_store"]
+    assert (config["provider"], online["type"], online["path"]) == ("local", "milvus", "data/online_store.db")
+    assert (online["embedding_dim"], online["index_type"], online["metric_type"]) == (384, "FLAT", "COSINE")
+    assert config["offline_store"]["type"] == "duckdb"
+    store = rf.open_store(repo)
+    assert [e.name for e in store.list_entities()] == ["passage_id"]
+    (view,) = store.list_feature_views()
+    assert [f.name for f in view.features] == ["doc_id", "title", "text", "source_id", "embedding"]
+    embedding = view.features[-1]
+    assert embedding.vector_index and embedding.vector_search_metric == "COSINE"
+    assert view.tags["ragtune.dim"] == "384" and view.tags["ragtune.state"] == "ready"
+    assert view.tags["ragtune.weights"] and view.tags["ragtune.model"] == MODEL
+    with pytest.raises(UserError, match="already exists"):
+        rf.init_repo(repo, 384, "data/online_store.db")
+
+
+def test_search_returns_the_exact_top_k(retriever, model, dataset):
+    corpus = dataset.corpus
+    corpus_emb = encode(model, corpus["document"].tolist(), 64)
+    query_ids = sorted(dataset.queries)[:20]
+    query_emb = encode(model, [dataset.queries[q] for q in query_ids], 64, "query")
+    scores, indices = top_k(query_emb, corpus_emb, 10)
+    for vector, row_scores, row_idx in zip(query_emb, scores, indices):
+        hits = retriever.search_vector(vector, 10)
+        assert [h.id for h in hits] == corpus["id"].iloc[row_idx].tolist()
+        np.testing.assert_allclose([h.score for h in hits], row_scores, atol=1e-5)
+
+
+def test_ids_line_up_with_titles_and_texts(repo, retriever, dataset):
+    """Each hit's id names the passage whose title and text it carries (the entity column would not)."""
+    by_id = dataset.corpus.set_index("id")
+    question = dataset.queries[sorted(dataset.queries)[0]]
+    hits = retriever.search(question, top_k=25)
+    assert len(hits) == 25 and len({h.id for h in hits}) == 25
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    for hit in hits:
+        assert (by_id.loc[hit.id, "title"], by_id.loc[hit.id, "text"]) == (hit.title, hit.text)
+    # The raw Feast response: our id feature and the title sit in the same row.
+    raw = retriever.store.retrieve_online_documents_v2(
+        features=retriever.features, query=retriever.encode([question])[0].tolist(), top_k=25
+    ).to_df()
+    assert (by_id.loc[raw["doc_id"], "title"].to_numpy() == raw["title"].to_numpy()).all()
+
+
+def test_rag_hands_the_retrieved_passages_to_the_generator(retriever):
+    rag = rf.RAG(retriever, lambda question, passages: f"{question} -> {passages[0].title}", top_k=3)
+    answer = rag("Does vitamin D prevent fractures?")
+    assert len(answer.passages) == 3
+    assert answer.answer == f"Does vitamin D prevent fractures? -> {answer.passages[0].title}"
+
+
+def test_reindex_switches_over_to_one_view(tmp_path, scifact_slice, dataset):
+    repo = tmp_path / "repo"
+    first = build_repo(repo, scifact_slice, dataset.corpus)
+    smaller = dataset.corpus.iloc[:150]
+    second = build_repo(repo, scifact_slice, smaller)
+    assert (first.view, second.view, second.removed) == ("passages_v1", "passages_v2", ["passages_v1"])
+    store = rf.open_store(repo)
+    assert [v.name for v in store.list_feature_views()] == ["passages_v2"]
+    assert sorted(p.name for p in (repo / "data" / "offline").iterdir()) == ["passages_v2.parquet"]
+    from pymilvus import MilvusClient
+
+    collections = MilvusClient(str(repo / "data" / "online_store.db")).list_collections()
+    assert [c for c in collections if c.startswith("ragtune_")] == ["ragtune_passages_v2"]
+    hits = rf.Retriever(repo, device="cpu").search("cancer", top_k=200)
+    assert len(hits) == 150 and {h.id for h in hits} == set(smaller["id"])  # the dropped 50 are gone
+
+
+def test_wrong_dimension_and_wrong_model_are_user_errors(tmp_path, repo, scifact_slice, dataset):
+    narrow = tmp_path / "narrow"
+    (narrow / "data").mkdir(parents=True)
+    (narrow / "feature_store.yaml").write_text(rf.repo_yaml(128, "data/online_store.db"))
+    with pytest.raises(UserError, match="embedding_dim is 128 but model .* makes 384-dim vectors"):
+        build_repo(narrow, scifact_slice, dataset.corpus)
+    other = tmp_path / "other-model"  # the same weights plus one file: another weights hash
+    for file in resolve_model(MODEL).rglob("*"):
+        if file.is_file():
+            target = other / file.relative_to(resolve_model(MODEL))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(file, target)
+    (other / "NOTE.txt").write_text("a different model\n")
+    with pytest.raises(UserError, match="is not the one .* was built with"):
+        rf.Retriever(repo, model=str(other), device="cpu")
+
+
+def test_bad_repo_path_is_a_user_error(tmp_path, capsys):
+    with pytest.raises(UserError, match="not a Feast repo"):
+        rf.Retriever(tmp_path / "missing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "feature_store.yaml").write_text(rf.repo_yaml(384, "data/online_store.db"))
+    with pytest.raises(UserError, match="no passages indexed yet"):
+        rf.Retriever(empty)
+    (empty / "feature_store.yaml").write_text("project: x\nonline_store: {type: milvus, embedding_dim: abc}\n")
+    with pytest.raises(UserError, match="not a valid Feast config .*embedding_dim"):
+        rf.Retriever(empty)
+    assert cli.main(["search", "a question", "--repo", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ragtune: error:") and "not a Feast repo" in err and "ragtune feast init" in err
+
+
+def test_cli_search_prints_top_k(repo, capsys):
+    assert (
+        cli.main(["search", "folic acid and homocysteine", "--repo", str(repo), "--top-k", "3", "--device", "cpu"]) == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[::2]] == ["1", "2", "3"] and len(lines) == 6
+
+
+def test_historical_features_round_trip(repo, scifact_slice, dataset):
+    corpus, valid_from, view = rf.historical_corpus(repo)
+    expected = dataset.corpus.sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(corpus[expected.columns], expected)
+    assert valid_from == input_timestamp(scifact_slice) and view == "passages_v1"
+    with pytest.raises(UserError, match="pick a later time"):
+        rf.historical_corpus(repo, pd.Timestamp("2000-01-01", tz="UTC").to_pydatetime())
+
+
+def test_prepare_from_feast_matches_prepare_from_files(tmp_path, repo, scifact_slice):
+    def run(out: Path, **extra) -> Path:
+        overrides = {"data.path": str(scifact_slice), "data.output": str(out), **extra}
+        return api.prepare(cfg.load(None, overrides))
+
+    files = run(tmp_path / "files")
+    via = run(tmp_path / "feast", **{"data.from_feast": str(repo)})
+    for name in ("train.parquet", "eval.parquet"):
+        a, b = (pd.read_parquet(d / name).sort_values("training_sample_id", ignore_index=True) for d in (files, via))
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_evaluate_via_feast_equals_exact_in_memory(repo, dataset):
+    exact = evaluate(
+        dataset, split="test", models=[MODEL], baselines=["none"], device="cpu", encode_batch_size=64, cache_dir=None
+    )[MODEL]
+    (served,) = rf.evaluate_via_feast(
+        dataset, repo, split="test", models=[], device="cpu", encode_batch_size=64
+    ).values()
+    assert served == pytest.approx(exact, abs=1e-6)
+    assert exact["ndcg@10"] > 0.3  # a real ranking, not two empty ones
