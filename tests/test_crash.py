@@ -1,5 +1,6 @@
-"""kill -9 at random points of real `ragtune prepare` and `ragtune train` processes: the re-run or resume
-finishes, no torn output is ever visible, and prepare gives the bytes of an uninterrupted run."""
+"""kill -9 at random points of real `ragtune prepare`, `train` and `index` processes: the re-run or resume
+finishes, no torn output is ever visible, prepare gives the bytes of an uninterrupted run, and a
+Feast repo keeps serving its last ready view while an index run dies."""
 
 import hashlib
 import json
@@ -127,3 +128,27 @@ def test_train_resumes_from_the_last_intact_checkpoint_after_kill_9_and_torn_sav
     assert metrics["train"]["steps"] == 5  # 40 rows / batch 8: the same as an uninterrupted run
     assert [h["epoch"] for h in metrics["history"]] == [0, 1]
     assert (run_dir / "model" / "model.safetensors").is_file()
+
+
+def test_index_killed_at_random_points_leaves_a_servable_repo_and_reindexes_to_one_view(scifact_slice, tmp_path):
+    from ragtune.feast import TAG, open_store, passage_views
+
+    repo, cache = tmp_path / "repo", tmp_path / "cache"
+    assert subprocess.run([RAGTUNE, "feast", "init", str(repo)], capture_output=True).returncode == 0
+    command = [RAGTUNE, "index", "--repo", str(repo), "--data", str(scifact_slice), "--cache-dir", str(cache),
+               "--device", "cpu"]  # fmt: skip
+    timed_run(command)  # v1, and a warm cache: the kills below land in Feast's and Milvus' writes
+    seconds = timed_run(command)
+    search = [RAGTUNE, "search", "folic acid and homocysteine", "--repo", str(repo), "--top-k", "3", "--device", "cpu"]
+    expected = subprocess.run(search, capture_output=True, text=True, env=os.environ).stdout
+    rng = random.Random(11)
+    for third in range(3):
+        kill_after(command, (third + rng.random()) / 3 * seconds)
+        served = subprocess.run(search, capture_output=True, text=True, env=os.environ)
+        assert served.returncode == 0 and served.stdout == expected, served.stderr[-2000:]
+    timed_run(command)
+
+    views = passage_views(open_store(repo))
+    assert len(views) == 1 and views[0].tags[TAG + "state"] == "ready"
+    assert [p.name for p in (repo / "data" / "offline").glob("*.parquet")] == [f"{views[0].name}.parquet"]
+    assert subprocess.run(search, capture_output=True, text=True, env=os.environ).stdout == expected

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,13 @@ class JobInfo:
     steps: list[str] = field(default_factory=list)
 
 
+def import_sdk() -> None:
+    """Import the Kubeflow SDK once, without the pydantic deprecation warnings its models print on import."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Support for class-based `config` is deprecated")
+        import kubeflow.trainer  # noqa: F401
+
+
 def job_args(config: cfg.Config, workdir: str) -> dict:
     """The TrainJob's func_args: the whole config, so the job trains exactly what `ragtune train` would."""
     settings = cfg.to_dict(config)
@@ -60,6 +68,7 @@ def resources_per_node(settings: cfg.KubeflowConfig) -> dict | None:
 
 
 def custom_trainer(config: cfg.Config, workdir: str):
+    import_sdk()
     from kubeflow.trainer import CustomTrainer
 
     k = config.kubeflow
@@ -83,6 +92,7 @@ def pod_command(config: cfg.Config, workdir: str) -> list[str]:
 
 
 def backend_for(settings: cfg.KubeflowConfig) -> ClusterJobs | LocalJobs:
+    import_sdk()
     if settings.backend == "local":
         from ragtune.embeddings import default_cache_dir
 
