@@ -76,7 +76,7 @@ def main() -> None:
           f"{sum(bool(n) for n in negatives)} | {theirs / ours:.2f} |")  # fmt: skip
     print(f"| ragtune re-mining (embeddings from the epoch's evaluation) | {remine:.2f} | {len(pairs) / remine:.0f} | "
           f"{sum(bool(n) for n in negatives)} | {theirs / remine:.0f} |")  # fmt: skip
-    print(f"guard audit: {audit.as_dict()}")
+    print(f"\nguard audit: {audit.as_dict()}")
     report_result(theirs_s=theirs, ours_s=ours, ratio=theirs / ours, remine_s=remine)
 
 

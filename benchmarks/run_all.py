@@ -124,6 +124,10 @@ def summary_value(name: str, r: dict, seconds: float) -> str:
     if name == "mining":
         cold = f"cold start {r['ours_s']:.0f} vs {r['theirs_s']:.0f} s"
         return f"ratio **{r['ratio']:.2f}** ({cold}); re-mining {r['remine_s']:.2f} s"
+    if name == "feast":
+        latency = f"search p50 {r['search_p50_ms']:.1f} ms / p95 {r['search_p95_ms']:.1f} ms"
+        return (f"{latency} (numpy {r['brute_p50_ms']:.2f} ms); recall@10 **{r['recall_at_10']:.4f}**; index "
+                f"{r['index_per_s']:.1f} vs encode {r['raw_encode_per_s']:.1f} passages/s")  # fmt: skip
     if name == "ddp":
         return f"{r['one_process']:.2f} -> {r['two_processes']:.2f} samples/s (**{r['speedup']:.2f}x**)"
     if name == "scale":

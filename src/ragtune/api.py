@@ -220,7 +220,7 @@ def search(config: cfg.Config, question: str, model: str | None = None):
 
 
 def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[str, float]]:
-    """prepare -> train -> evaluate on the bundled SciFact; BM25 / base / tuned on its test split.
+    """prepare -> train -> evaluate -> report on the bundled SciFact; BM25 / base / tuned on its test split.
 
     Everything goes under `root` and is replaced on every run.
     """
@@ -235,5 +235,7 @@ def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[s
     prepare(config, overwrite=True)
     train(config, overwrite=True)
     results = evaluate(config, overwrite=True)
-    print(f"demo finished in {time.perf_counter() - started:.0f} s; chart: {root / 'eval' / 'metrics.png'}")
+    page = report(root / "run", root / "eval")
+    print(f"demo finished in {time.perf_counter() - started:.0f} s; chart: {root / 'eval' / 'metrics.png'}; "
+          f"report: {page}")  # fmt: skip
     return results
