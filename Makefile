@@ -25,7 +25,7 @@ demo: install
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
-# Writes BENCHMARKS.md (about an hour on 2 cores; run it on a quiet machine). ONLY="mining scale" runs a subset.
+# Writes BENCHMARKS.md (42 min on 2 cores; run it on a quiet machine). ONLY="mining scale" runs a subset.
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py $(if $(ONLY),--only $(ONLY))
 

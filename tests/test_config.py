@@ -1,5 +1,9 @@
+import dataclasses
+
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ragtune import config as cfg
 from ragtune.errors import UserError
@@ -55,3 +59,20 @@ def test_missing_and_non_utf8_config(tmp_path):
 
 def test_config_yaml_is_plain_yaml():
     assert yaml.safe_load(cfg.to_yaml(cfg.Config()))["mining"]["min_score"] == 0.3
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.floats(-2, 2), st.text(max_size=8))
+sections = st.sampled_from([*cfg.SECTIONS, "nope"])
+keys = st.sampled_from(sorted({f.name for kind in cfg.SECTIONS.values() for f in dataclasses.fields(kind)}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.dictionaries(sections, st.one_of(scalars, st.dictionaries(keys, st.one_of(scalars, st.lists(scalars))))))
+def test_config_loader_either_validates_or_names_the_problem(data):
+    """Any mapping a YAML file could hold: a valid Config that round-trips, or one UserError."""
+    try:
+        config = cfg.from_dict(data, "run.yaml")
+    except UserError as exc:
+        assert str(exc).startswith("run.yaml") and "\n" not in str(exc)
+        return
+    assert cfg.from_dict(cfg.to_dict(config)) == config

@@ -151,3 +151,25 @@ def test_passages_loader_either_loads_or_says_why(tmp_path, rows):
         return
     assert dataset.corpus["id"].tolist() == [i for i, _, _ in rows]
     assert all(docs for docs in dataset.qrels["train"].values())
+
+
+ids = st.sampled_from(["d1", "d2", "q1", "q2", "x", "", " ", "d1\t"])
+scores = st.sampled_from(["0", "1", "2", "-1", "1.5", "high", ""])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(ids, ids, scores), min_size=0, max_size=6))
+def test_beir_loader_either_loads_or_says_why(tmp_path, rows):
+    """Any qrels rows (unknown ids, odd scores, tabs in ids): judgements only between known ids, or a UserError."""
+    root = beir(tmp_path)
+    with open(root / "qrels" / "train.tsv", "w", encoding="utf-8") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{s}\n" for q, d, s in rows))
+    try:
+        dataset = load_dataset(root)
+    except UserError:
+        return
+    known_docs, known_queries = set(dataset.corpus["id"]), set(dataset.queries)
+    for qid, docs in dataset.qrels["train"].items():
+        assert qid in known_queries and set(docs) <= known_docs
+    for docs in dataset.positives("train").values():
+        assert docs and all(score > 0 for score in docs.values())
