@@ -125,11 +125,15 @@ def report(run_dir: Path, eval_dir: Path | None = None, output: Path | None = No
     return output
 
 
-def submit(config: cfg.Config) -> str:
-    """Send the training config as a Kubeflow TrainJob (or a local torchrun job); returns the job's name."""
+def _job_backend(config: cfg.Config):
     from ragtune.kubeflow import backend_for
 
-    name = backend_for(config.kubeflow).submit(config)
+    return backend_for(config.kubeflow)
+
+
+def submit(config: cfg.Config) -> str:
+    """Send the training config as a Kubeflow TrainJob (or a local torchrun job); returns the job's name."""
+    name = _job_backend(config).submit(config)
     k = config.kubeflow
     print(f"submitted {name} ({k.backend}, {k.num_nodes} node(s)); follow it: ragtune logs {name} --follow"
           + (" --backend local" if k.backend == "local" else ""))  # fmt: skip
@@ -137,9 +141,7 @@ def submit(config: cfg.Config) -> str:
 
 
 def jobs(config: cfg.Config) -> list:
-    from ragtune.kubeflow import backend_for
-
-    found = backend_for(config.kubeflow).list()
+    found = _job_backend(config).list()
     print(f"{'NAME':<16} {'STATUS':<10} {'NODES':>5}  {'RUNTIME':<28} CREATED")
     for job in found:
         print(f"{job.name:<16} {job.status:<10} {job.num_nodes:>5}  {job.runtime:<28} {job.created}")
@@ -147,9 +149,7 @@ def jobs(config: cfg.Config) -> list:
 
 
 def status(config: cfg.Config, name: str):
-    from ragtune.kubeflow import backend_for
-
-    job = backend_for(config.kubeflow).get(name)
+    job = _job_backend(config).get(name)
     print(f"{job.name}: {job.status} ({job.num_nodes} node(s), runtime {job.runtime}, created {job.created})")
     for step in job.steps:
         print(f"  {step}")
@@ -157,24 +157,18 @@ def status(config: cfg.Config, name: str):
 
 
 def logs(config: cfg.Config, name: str, follow: bool = False, rank: int = 0) -> None:
-    from ragtune.kubeflow import backend_for
-
-    for line in backend_for(config.kubeflow).logs(name, follow, rank):
+    for line in _job_backend(config).logs(name, follow, rank):
         print(line, flush=True)
 
 
 def wait(config: cfg.Config, name: str, timeout: int = 3600):
-    from ragtune.kubeflow import backend_for
-
-    job = backend_for(config.kubeflow).wait(name, timeout)
+    job = _job_backend(config).wait(name, timeout)
     print(f"{job.name}: {job.status}")
     return job
 
 
 def delete(config: cfg.Config, name: str) -> None:
-    from ragtune.kubeflow import backend_for
-
-    backend_for(config.kubeflow).delete(name)
+    _job_backend(config).delete(name)
     print(f"deleted {name}")
 
 

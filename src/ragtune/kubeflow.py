@@ -251,6 +251,10 @@ class LocalJobs:
             raise UserError(f"no local job '{name}' in {self.root} (see: ragtune jobs --backend local)")
         return job_dir
 
+    def _meta(self, name: str) -> tuple[Path, dict]:
+        job_dir = self._dir(name)
+        return job_dir, json.loads((job_dir / "job.json").read_text())
+
     def submit(self, config: cfg.Config) -> str:
         command = pod_command(config, workdir=os.getcwd())
         name = "r" + secrets.token_hex(6)
@@ -280,8 +284,7 @@ class LocalJobs:
         return "Running"
 
     def get(self, name: str) -> JobInfo:
-        job_dir = self._dir(name)
-        meta = json.loads((job_dir / "job.json").read_text())
+        job_dir, meta = self._meta(name)
         return JobInfo(name, self._status(job_dir, meta["pid"]), "local", meta["num_nodes"], meta["created"])
 
     def list(self) -> list[JobInfo]:
@@ -318,12 +321,10 @@ class LocalJobs:
     def delete(self, name: str) -> None:
         import shutil
 
-        job_dir = self._dir(name)
-        info = self.get(name)
-        if info.status == "Running":
-            pid = json.loads((job_dir / "job.json").read_text())["pid"]
+        job_dir, meta = self._meta(name)
+        if self._status(job_dir, meta["pid"]) == "Running":
             try:
-                os.killpg(pid, signal.SIGTERM)
+                os.killpg(meta["pid"], signal.SIGTERM)
             except ProcessLookupError:
                 pass
         shutil.rmtree(job_dir)

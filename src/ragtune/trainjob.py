@@ -8,7 +8,7 @@ not contain a dollar sign or a backquote.
 
 
 def train_job(config: dict, workdir: str = "") -> None:
-    """Same code as ragtune train; resumes when the run directory already holds a checkpoint (a restarted pod)."""
+    """Same code as ragtune train; a restarted pod finds checkpoints in its run directory and resumes from them."""
     import os
     import sys
     from pathlib import Path
@@ -21,11 +21,11 @@ def train_job(config: dict, workdir: str = "") -> None:
     from ragtune import api
     from ragtune import config as cfg
     from ragtune.errors import UserError
-    from ragtune.train import latest_checkpoint
 
     try:
         settings = cfg.from_dict(config, "job config")
-        api.train(settings, resume=latest_checkpoint(Path(settings.train.output)) is not None)
+        restarted = any((Path(settings.train.output) / "checkpoints").glob("checkpoint-*"))
+        api.train(settings, resume=restarted)
     except UserError as exc:
         print(f"ragtune: error: {exc}", file=sys.stderr)
         sys.exit(2)
