@@ -18,8 +18,8 @@ from pathlib import Path
 
 from common import StepTimer, prepared_triplets, report_result
 
+from ragtune import config as cfg
 from ragtune.distributed import current_world
-from ragtune.mining import MiningParams
 from ragtune.train import train
 
 GLOBAL_BATCH = 32
@@ -28,13 +28,11 @@ GLOBAL_BATCH = 32
 def worker(prepared: Path, run_dir: Path, result: Path, max_seq_length: int) -> None:
     world = current_world()
     timer = StepTimer()
-    train(
-        prepared, run_dir, model_name="all-MiniLM-L6-v2", device="cpu", loss="mnrl", epochs=1,
-        learning_rate=6e-5, batch_size=GLOBAL_BATCH // world.size, mini_batch_size=16, warmup_ratio=0.1,
-        max_seq_length=max_seq_length, hard_negative_update_frequency=0, checkpoint_steps=10_000,
-        early_stopping_patience=0, logging_steps=5, seed=42, mining=MiningParams(10, 50, 0.3, 0.95, 1),
-        encode_batch_size=64, cache_dir=None, resume=False, overwrite=True, config_yaml="", callbacks=(timer,),
-    )  # fmt: skip
+    config = cfg.load(None, {"train.prepared": str(prepared), "train.output": str(run_dir), "model.device": "cpu",
+                             "train.epochs": 1, "train.batch_size": GLOBAL_BATCH // world.size,
+                             "train.max_seq_length": max_seq_length, "train.hard_negative_update_frequency": 0,
+                             "train.checkpoint_steps": 10_000})  # fmt: skip
+    train(config, overwrite=True, callbacks=(timer,))
     if world.is_main:
         result.write_text(json.dumps({"steps": len(timer.ends) - 1, "rate": timer.samples_per_second(GLOBAL_BATCH)}))
 

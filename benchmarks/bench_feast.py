@@ -21,6 +21,7 @@ import numpy as np
 from common import report_result
 
 from ragtune import feast as rf
+from ragtune.config import ModelConfig
 from ragtune.data import load_dataset
 from ragtune.embeddings import encode, encode_corpus_cached
 from ragtune.models import load_model, model_fingerprint, resolve_model
@@ -54,10 +55,8 @@ def main() -> None:
     rows.append(("raw encoding (no store)", f"{len(corpus) / raw_s:.1f} passages/s ({raw_s:.0f} s)"))
 
     repo = rf.init_repo(work / "repo", model.get_embedding_dimension(), "data/online_store.db")
-    result = rf.index(
-        repo, corpus, model_name=MODEL, device="cpu", encode_batch_size=64, cache_dir=work / "cache",
-        timestamp=input_timestamp(Path(options.data)),
-    )  # fmt: skip
+    model_config = ModelConfig(name=MODEL, device="cpu", cache_dir=str(work / "cache"))
+    result = rf.index(repo, corpus, model_config, input_timestamp(Path(options.data)))
     store_s = result.seconds - result.encode_seconds
     rows.append(
         ("ragtune index, end to end", f"{len(corpus) / result.seconds:.1f} passages/s ({result.seconds:.0f} s)")

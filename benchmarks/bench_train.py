@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from common import StepTimer, prepared_triplets, report_result
 
-from ragtune.mining import MiningParams
+from ragtune import config as cfg
 from ragtune.models import load_model
 from ragtune.train import train
 
@@ -61,14 +61,11 @@ def main() -> None:
     plain = StepTimer()
     plain_trainer(rows, work / "plain", options.batch_size, options.max_seq_length, plain)
     ours = StepTimer()
-    train(
-        prepared, work / "ragtune", model_name="all-MiniLM-L6-v2", device="cpu", loss="mnrl", epochs=1,
-        learning_rate=6e-5, batch_size=options.batch_size, mini_batch_size=16, warmup_ratio=0.1,
-        max_seq_length=options.max_seq_length, hard_negative_update_frequency=0, checkpoint_steps=10_000,
-        early_stopping_patience=0, logging_steps=5, seed=42,
-        mining=MiningParams(10, 50, 0.3, 0.95, 1), encode_batch_size=64, cache_dir=None,
-        resume=False, overwrite=True, config_yaml="", callbacks=(ours,),
-    )  # fmt: skip
+    config = cfg.load(None, {"train.prepared": str(prepared), "train.output": str(work / "ragtune"),
+                             "model.device": "cpu", "train.epochs": 1, "train.batch_size": options.batch_size,
+                             "train.max_seq_length": options.max_seq_length,
+                             "train.hard_negative_update_frequency": 0, "train.checkpoint_steps": 10_000})  # fmt: skip
+    train(config, overwrite=True, callbacks=(ours,))
     plain_rate, our_rate = (
         plain.samples_per_second(options.batch_size),
         ours.samples_per_second(options.batch_size),

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from ragtune import feast as rf
+from ragtune.config import ModelConfig
 from ragtune.data import load_dataset
 from ragtune.errors import UserError
 from ragtune.prepare import input_timestamp
@@ -61,10 +62,7 @@ def ensure_index(repo: Path, data: str, model: str) -> None:
         rf.current_view(rf.open_store(repo), repo)
     except UserError:
         corpus = load_dataset(data).corpus
-        result = rf.index(
-            repo, corpus, model_name=model, device="auto", encode_batch_size=64, cache_dir=None,
-            timestamp=input_timestamp(Path(data)),
-        )  # fmt: skip
+        result = rf.index(repo, corpus, ModelConfig(name=model), input_timestamp(Path(data)))
         print(f"indexed {result.passages} passages into {repo}:{result.view}")
 
 

@@ -85,3 +85,17 @@ def prepared_dir(scifact_slice, tmp_path_factory):
     samples = pd.read_parquet(out / "train.parquet")
     samples.iloc[:40].to_parquet(out / "train.parquet")
     return out
+
+
+def train_config(prepared: Path, output: Path, **overrides):
+    """A small, fast training config on a prepared directory; keyword overrides are 'section__key'."""
+    from ragtune import config as cfg
+
+    settings = {
+        "train.prepared": str(prepared), "train.output": str(output), "model.device": "cpu", "train.epochs": 2,
+        "train.learning_rate": 5e-5, "train.batch_size": 8, "train.mini_batch_size": 4, "train.max_seq_length": 64,
+        "train.checkpoint_steps": 3, "train.logging_steps": 1, "train.seed": 1, "mining.range_min": 0,
+        "mining.range_max": 30, "mining.min_score": 0.1,
+    }  # fmt: skip
+    settings.update({key.replace("__", "."): value for key, value in overrides.items()})
+    return cfg.load(None, settings)

@@ -5,11 +5,11 @@ import json
 import sys
 from pathlib import Path
 
+from conftest import train_config
 from safetensors.torch import save_file
 from transformers import TrainerCallback
 
 from ragtune.distributed import current_world
-from ragtune.mining import MiningParams
 from ragtune.train import train
 
 
@@ -34,17 +34,9 @@ class RecordRank(TrainerCallback):
 
 
 if __name__ == "__main__":
-    prepared, run_dir, out, gather = (
-        Path(sys.argv[1]),
-        Path(sys.argv[2]),
-        Path(sys.argv[3]),
-        sys.argv[4] == "1",
-    )
+    prepared, run_dir, out, gather = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] == "1"
     out.mkdir(parents=True, exist_ok=True)
-    train(
-        prepared, run_dir, model_name="all-MiniLM-L6-v2", device="cpu", loss="mnrl", epochs=1,
-        learning_rate=5e-5, batch_size=4, mini_batch_size=4, warmup_ratio=0.0, max_seq_length=64,
-        hard_negative_update_frequency=0, checkpoint_steps=100, early_stopping_patience=0, logging_steps=1,
-        seed=1, mining=MiningParams(0, 30, 0.1, 0.95, 1), encode_batch_size=64, cache_dir=None, resume=False,
-        overwrite=False, config_yaml="", gather_across_devices=gather, callbacks=(RecordRank(out),),
-    )  # fmt: skip
+    config = train_config(prepared, run_dir, train__epochs=1, train__batch_size=4, train__warmup_ratio=0.0,
+                          train__hard_negative_update_frequency=0, train__checkpoint_steps=100,
+                          train__gather_across_devices=gather)  # fmt: skip
+    train(config, callbacks=(RecordRank(out),))

@@ -17,6 +17,7 @@ import pytest
 
 from ragtune import cli
 
+pytestmark = pytest.mark.slow
 SENTINEL = "results the user already had\n"
 
 
@@ -174,6 +175,12 @@ CASES = {
         ["--data", "{input}", "--eval-fraction", "1.5"],
         "data.eval_fraction",
     ),  # fmt: skip
+    "prepare-eval-fraction-zero": (
+        "prepare",
+        good_data,
+        ["--data", "{input}", "--eval-fraction", "0"],
+        "data.eval_fraction",
+    ),  # fmt: skip
     "prepare-unknown-model": ("prepare", good_data, ["--data", "{input}", "--model", "no/such-model"], "no/such-model"),
     # train
     "train-missing-prepared": ("train", nothing, ["--data", "{input}"], "train.parquet"),
@@ -181,12 +188,7 @@ CASES = {
     "train-bad-loss": ("train", good_prepared, ["--data", "{input}", "--loss", "triplet"], "train.loss"),
     "train-batch-of-one": ("train", good_prepared, ["--data", "{input}", "--batch-size", "1"], "train.batch_size"),
     "train-unknown-model": ("train", good_prepared, ["--data", "{input}", "--model", "/no/model"], "/no/model"),
-    "train-resume-nothing": (
-        "train",
-        good_prepared,
-        ["--data", "{input}", "--resume", "--output", "{fresh}"],
-        "no checkpoint",
-    ),  # fmt: skip
+    "train-resume-foreign-dir": ("train", good_prepared, ["--data", "{input}", "--resume"], "no intact checkpoint"),
     # evaluate
     "evaluate-missing-split": ("evaluate", good_data, ["--data", "{input}", "--split", "dev"], "dev"),
     "evaluate-unknown-model": ("evaluate", good_data, ["--data", "{input}", "--model", "no/such"], "no/such"),

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
 
 
@@ -117,3 +118,32 @@ def test_train_input_errors_are_caught_before_any_worker_starts(tmp_path):
 def test_argument_errors_are_one_line():
     result = run("prepare", "--range-max", "many")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_repros_of_the_training_core_issue(tmp_path, prepared_dir):
+    """An empty config section plus one of its flags, empty passages in a corpus, eval_fraction 0, and
+    --resume of a finished run: each works or says why in one line, never a traceback."""
+    config = tmp_path / "run.yaml"
+    config.write_text("mining:\ntrain:\n")
+    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:140]
+    rows.loc[[3, 70], ["title", "text"]] = ""
+    rows.to_json(tmp_path / "passages.jsonl", orient="records", lines=True)
+    out = tmp_path / "prepared"
+    result = run("prepare", "--config", config, "--range-min", "5", "--data", tmp_path / "passages.jsonl",
+                 "--output", out, "--min-score", "0.1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "skipped 2 empty passage(s)" in result.stderr
+    assert len(pd.read_parquet(out / "corpus.parquet")) == 138
+    assert yaml.safe_load((out / "config.yaml").read_text())["mining"]["range_min"] == 5
+    zero = run("prepare", "--data", tmp_path / "passages.jsonl", "--output", tmp_path / "p0", "--eval-fraction", "0")
+    assert_user_error(zero, "data.eval_fraction", "(0, 1)")
+
+    run_dir = tmp_path / "run"
+    train = ["train", "--data", prepared_dir, "--output", run_dir, "--epochs", "1", "--batch-size", "16",
+             "--max-seq-length", "32", "--hard-negative-update-frequency", "0"]  # fmt: skip
+    assert run(*train).returncode == 0
+    weights = (run_dir / "model" / "model.safetensors").read_bytes()
+    again = run(*train, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "already complete" in again.stdout and "Traceback" not in again.stderr
+    assert (run_dir / "model" / "model.safetensors").read_bytes() == weights

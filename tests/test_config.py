@@ -36,6 +36,8 @@ def test_written_config_reloads_identically(tmp_path):
         ("mining: [1, 2]\n", "section 'mining' must be a mapping"),
         ("mining:\n  range_min: 60\n", "range_min < range_max"),
         ("data:\n  eval_fraction: 1.5\n", "data.eval_fraction"),
+        ("data:\n  eval_fraction: 0\n", "data.eval_fraction must be a number in \\(0, 1\\)"),
+        ("train:\n  loss: triplet\n", "train.loss must be one of mnrl, cached-mnrl, contrastive"),
         ("mining:\n  range_max: [5\n", "is not valid YAML"),
         ("- a\n- b\n", "expected a mapping of sections"),
     ],
@@ -76,3 +78,31 @@ def test_config_loader_either_validates_or_names_the_problem(data):
         assert str(exc).startswith("run.yaml") and "\n" not in str(exc)
         return
     assert cfg.from_dict(cfg.to_dict(config)) == config
+
+
+def test_empty_section_plus_a_flag_of_it(tmp_path):
+    """Repro: `mining:` with nothing under it and --range-min raised TypeError from config.load."""
+    path = tmp_path / "run.yaml"
+    path.write_text("mining:\ntrain:\n")
+    config = cfg.load(path, {"mining.range_min": 5, "train.epochs": 3})
+    assert config.mining.range_min == 5 and config.train.epochs == 3 and config.mining.range_max == 50
+
+
+def test_sections_are_frozen_and_replace_validates():
+    config = cfg.Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.epochs = 3
+    assert cfg.replace(config, **{"train.epochs": 3}).train.epochs == 3 and config.train.epochs == 2
+    with pytest.raises(UserError, match="train.epochs"):
+        cfg.replace(config, **{"train.epochs": 0})
+
+
+def test_train_flags_are_what_training_reads():
+    from ragtune.cli import build_parser
+
+    train_help = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "--range-min" in train_help and "--loss" in train_help and "cached-mnrl" in train_help
+    assert "--hard-negatives-per-query" not in train_help and "--random-negative-ratio" not in train_help
+    settings = cfg.training_settings(cfg.Config())
+    assert "train.epochs" in settings and "mining.min_score" in settings
+    assert "train.output" not in settings and "model.encode_batch_size" not in settings

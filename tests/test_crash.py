@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
 
 

@@ -27,6 +27,29 @@ def test_beir_directory_loads_with_graded_qrels(tmp_path):
     assert dataset.qrels["train"] == {"q1": {"d1": 1}, "q2": {"d2": 2}}
 
 
+def test_graded_float_scores_are_kept(tmp_path):
+    """Repro: a score of 0.5 became 0 (int(float(score))) and the pair silently non-relevant."""
+    dataset = load_dataset(beir(tmp_path, qrels={"train": [["q1", "d1", 0.5], ["q2", "d2", 0]]}))
+    assert dataset.qrels["train"] == {"q1": {"d1": 0.5}, "q2": {"d2": 0.0}}
+    assert dataset.positives("train") == {"q1": {"d1": 0.5}}
+
+
+def test_empty_passages_are_skipped_with_one_warning(tmp_path):
+    """Repro: 2 empty passages among many refused the whole corpus. Their judgements go with them."""
+    docs = [*DOCS, {"_id": "d3", "title": "", "text": ""}, {"_id": "d4", "title": " ", "text": "\n"}]
+    qrels = {"train": [["q1", "d1", 1], ["q2", "d2", 1], ["q2", "d3", 1]], "test": [["q1", "d4", 1]]}
+    with pytest.warns(UserWarning) as caught:
+        dataset = load_dataset(beir(tmp_path, docs=docs, qrels=qrels))
+    messages = [str(w.message) for w in caught]
+    assert any("skipped 2 empty passage(s)" in m for m in messages)
+    assert dataset.corpus["id"].tolist() == ["d1", "d2"]
+    assert dataset.qrels["train"] == {"q1": {"d1": 1.0}, "q2": {"d2": 1.0}} and dataset.qrels["test"] == {}
+    passages = tmp_path / "p.jsonl"
+    _write_lines(passages, [{"id": "a", "title": "A", "text": "x"}, {"id": "b", "title": "", "text": ""}])
+    with pytest.warns(UserWarning, match="skipped 1 empty passage"):
+        assert load_dataset(passages).corpus["id"].tolist() == ["a"]
+
+
 def test_bundled_demo_data_loads_compressed():
     dataset = load_dataset(REPO / "data" / "scifact")
     assert len(dataset.corpus) == 5183 and len(dataset.queries) == 1109
@@ -73,7 +96,7 @@ def _write_lines(path, lines):
         ("bad_header", "header must be"),
         ("bad_score", "score 'high' is not a number"),
         ("non_utf8", "not UTF-8"),
-        ("empty_doc", "passage 'd2' has empty title and text"),
+        ("only_empty_docs", "no passage with a title or text"),
         ("empty_query", "query 'q2' has empty text"),
     ],
 )
@@ -103,8 +126,8 @@ def test_bad_beir_input_names_file_and_fix(tmp_path, case, message):
         (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\thigh\n")
     elif case == "non_utf8":
         (root / "corpus.jsonl").write_bytes(b'{"_id": "d1", "title": "caf\xe9", "text": "x"}\n')
-    elif case == "empty_doc":
-        _write_lines(root / "corpus.jsonl", [DOCS[0], {"_id": "d2", "title": " ", "text": ""}])
+    elif case == "only_empty_docs":
+        _write_lines(root / "corpus.jsonl", [{"_id": "d1", "title": "", "text": " "}, {"_id": "d2", "text": ""}])
     elif case == "empty_query":
         _write_lines(root / "queries.jsonl", [QUERIES[0], {"_id": "q2", "text": "  "}])
     with pytest.raises(UserError, match=message):
@@ -149,7 +172,7 @@ def test_passages_loader_either_loads_or_says_why(tmp_path, rows):
         dataset = load_dataset(path)
     except UserError:
         return
-    assert dataset.corpus["id"].tolist() == [i for i, _, _ in rows]
+    assert dataset.corpus["id"].tolist() == [i for i, title, body in rows if title.strip() or body.strip()]
     assert all(docs for docs in dataset.qrels["train"].values())
 
 

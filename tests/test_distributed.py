@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from ragtune.distributed import World, collective_timeout, torchrun_command
 
+pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
 
@@ -63,11 +64,13 @@ def test_only_rank_zero_writes_the_run(ddp_runs):
 
 def test_killed_worker_is_restarted_and_training_resumes(prepared_dir, tmp_path):
     run_dir = tmp_path / "elastic"
-    command = [RAGTUNE, "train", "--nproc", "2", "--max-restarts", "1", "--data", str(prepared_dir),
-               "--output", str(run_dir), "--batch-size", "4", "--epochs", "2", "--max-seq-length", "64",
-               "--checkpoint-steps", "2", "--min-score", "0.1", "--range-min", "0", "--seed", "1",
-               "--hard-negative-update-frequency", "1"]  # fmt: skip
-    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ)
+    launcher = subprocess.Popen(
+        elastic_command(prepared_dir, run_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ,
+    )
     deadline = time.time() + 600
     while not list((run_dir / "checkpoints").glob("checkpoint-*/ragtune_checksums.json")):
         assert launcher.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
@@ -80,6 +83,56 @@ def test_killed_worker_is_restarted_and_training_resumes(prepared_dir, tmp_path)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 10  # 40 rows / (4 x 2 ranks) = 5 steps per epoch, 2 epochs
     assert "exitcode: -9" in output  # the killed worker was seen, and the restarted group finished the run
+
+
+def elastic_command(prepared_dir: Path, run_dir: Path) -> list[str]:
+    return [RAGTUNE, "train", "--nproc", "2", "--max-restarts", "1", "--data", str(prepared_dir),
+            "--output", str(run_dir), "--batch-size", "4", "--epochs", "2", "--max-seq-length", "64",
+            "--checkpoint-steps", "2", "--min-score", "0.1", "--range-min", "0", "--seed", "1",
+            "--hard-negative-update-frequency", "1"]  # fmt: skip
+
+
+def test_worker_killed_before_the_first_checkpoint_restarts_fresh(prepared_dir, tmp_path):
+    """Repro: an elastic restart with TensorBoard logs but no checkpoint yet failed on every restart."""
+    run_dir = tmp_path / "early"
+    launcher = subprocess.Popen(elastic_command(prepared_dir, run_dir), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=os.environ)  # fmt: skip
+    deadline = time.time() + 600
+    while not list((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        assert launcher.poll() is None and time.time() < deadline, "training never started"
+        time.sleep(0.1)
+    assert not list((run_dir / "checkpoints").glob("checkpoint-*/ragtune_checksums.json"))
+    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+    workers[0].kill()
+    output, _ = launcher.communicate(timeout=900)
+    assert launcher.returncode == 0, output[-3000:]
+    assert "exitcode: -9" in output
+    assert json.loads((run_dir / "metrics.json").read_text())["train"]["steps"] == 10
+
+
+CRASHING_WORKER = """
+import sys, time
+from ragtune.distributed import current_world, init_process_group, on_main_then_shared
+world = current_world()
+init_process_group(world, False, 600)
+started = time.monotonic()
+try:
+    on_main_then_shared(lambda: 1 / 0, world)
+except Exception as exc:
+    print(f"rank {world.rank} failed after {time.monotonic() - started:.1f} s: {type(exc).__name__}: {exc}")
+    sys.exit(3)
+"""
+
+
+def test_a_crash_on_rank_zero_fails_every_rank_at_once(tmp_path):
+    """A non-user error inside on_main_then_shared reaches rank 1 now, not after the 600 s collective timeout."""
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHING_WORKER)
+    result = subprocess.run(torchrun("--standalone", str(script)), capture_output=True, text=True, env=os.environ,
+                            timeout=300)  # fmt: skip
+    assert result.returncode != 0
+    assert "rank 0 failed after" in result.stdout and "ZeroDivisionError" in result.stdout
+    assert "rank 1 failed after" in result.stdout and "RuntimeError: rank 0 failed: ZeroDivisionError" in result.stdout
 
 
 def test_torchrun_command_and_timeout_follow_the_work():

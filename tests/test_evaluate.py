@@ -10,6 +10,7 @@ from ragtune.embeddings import encode
 from ragtune.evaluate import METRICS, dense_rankings, evaluate, retrieval_metrics
 
 
+@pytest.mark.slow
 def test_metrics_equal_sentence_transformers_evaluator(scifact_slice, model):
     dataset = load_dataset(scifact_slice)
     qrels = dataset.positives("test")
@@ -58,6 +59,7 @@ def test_metrics_are_bounded_and_perfect_ranking_scores_one(ranked, relevant):
     assert best["ndcg@10"] == pytest.approx(1.0) and best["recall@100"] == 1.0 and best["mrr@10"] == 1.0
 
 
+@pytest.mark.slow
 def test_dense_ranking_is_exact_search(scifact_slice, model):
     dataset = load_dataset(scifact_slice)
     docs = dataset.corpus["document"].tolist()

@@ -13,12 +13,15 @@ import yaml
 from ragtune import api, cli
 from ragtune import config as cfg
 from ragtune import feast as rf
+from ragtune.config import ModelConfig
 from ragtune.data import load_dataset
 from ragtune.embeddings import encode, top_k
 from ragtune.errors import UserError
 from ragtune.evaluate import evaluate
 from ragtune.models import resolve_model
 from ragtune.prepare import input_timestamp
+
+pytestmark = pytest.mark.slow
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -31,10 +34,7 @@ def dataset(scifact_slice):
 def build_repo(directory: Path, data: Path, corpus: pd.DataFrame, model: str = MODEL) -> rf.IndexResult:
     if not (directory / "feature_store.yaml").exists():
         rf.init_repo(directory, 384, "data/online_store.db")
-    return rf.index(
-        directory, corpus, model_name=model, device="cpu", encode_batch_size=64, cache_dir=None,
-        timestamp=input_timestamp(data),
-    )  # fmt: skip
+    return rf.index(directory, corpus, ModelConfig(name=model, device="cpu"), input_timestamp(data))
 
 
 @pytest.fixture(scope="module")

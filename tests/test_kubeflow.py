@@ -212,6 +212,7 @@ def test_job_args_refuse_what_the_pod_shell_would_expand():
         job_args(config, "/mnt/ragtune")
 
 
+@pytest.mark.slow
 def test_local_backend_runs_the_pod_command_and_trains(prepared_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative paths resolve where the user submitted, as on the cluster's volume
     flags = ["--backend", "local", "--data", str(prepared_dir), "--output", "runs/local", "--epochs", "1",

@@ -7,6 +7,8 @@ from ragtune.data import load_dataset
 from ragtune.embeddings import encode
 from ragtune.mining import MiningParams, mine, random_negatives
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def passages(model):

@@ -4,17 +4,18 @@ import pandas as pd
 import pytest
 from conftest import write_beir
 
+from ragtune import config as cfg
 from ragtune.data import load_dataset
 from ragtune.errors import UserError
-from ragtune.mining import MiningParams
 from ragtune.prepare import SAMPLE_COLUMNS, prepare, split_queries
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-MINING = dict(
-    model_name="all-MiniLM-L6-v2", device="cpu", encode_batch_size=64, cache_dir=None, eval_fraction=0.1,
-    seed=42, timestamp=NOW,
-)  # fmt: skip
-GUARD = MiningParams(range_min=0, range_max=30, min_score=0.2, relative_margin=0.95, num_negatives=2)
+CONFIG = cfg.load(None, {"model.device": "cpu", "mining.range_min": 0, "mining.range_max": 30, "mining.min_score": 0.2,
+                         "mining.hard_negatives_per_query": 2, "mining.random_negative_ratio": 0.5})  # fmt: skip
+
+
+def run_prepare(dataset):
+    return prepare(dataset, CONFIG.data, CONFIG.model, CONFIG.mining, NOW)
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +25,10 @@ def slice_dataset(scifact_slice):
 
 @pytest.fixture(scope="module")
 def prepared(slice_dataset):
-    return prepare(slice_dataset, mining=GUARD, random_negative_ratio=0.5, **MINING)
+    return run_prepare(slice_dataset)
 
 
+@pytest.mark.slow
 def test_output_schema_and_kinds(prepared):
     samples = prepared.samples
     assert list(samples.columns) == SAMPLE_COLUMNS
@@ -35,10 +37,11 @@ def test_output_schema_and_kinds(prepared):
     assert (samples["event_timestamp"] == NOW).all()
     assert samples.loc[samples["kind"] == "positive", "negative"].isna().all()
     assert samples.loc[samples["kind"] != "positive", "negative"].notna().all()
-    assert (samples["kind"] == "hard_negative").sum() == prepared.audit.selected
+    assert (samples["kind"] == "hard_negative").sum() == prepared.audit["selected"]
     assert (samples["kind"] == "random_negative").sum() == round(0.5 * prepared.summary["train_pairs"])
 
 
+@pytest.mark.slow
 def test_no_test_or_held_out_query_enters_training(prepared, slice_dataset):
     train_queries = set(prepared.samples["anchor_id"])
     assert not train_queries & set(slice_dataset.qrels["test"])
@@ -46,14 +49,16 @@ def test_no_test_or_held_out_query_enters_training(prepared, slice_dataset):
     assert len(set(prepared.eval["anchor_id"])) == prepared.summary["eval_queries"] > 0
 
 
+@pytest.mark.slow
 def test_negatives_are_never_positives_of_their_query(prepared, slice_dataset):
     train = slice_dataset.positives("train")
     for row in prepared.samples.dropna(subset=["negative_id"]).itertuples():
         assert row.negative_id not in train[row.anchor_id]
 
 
+@pytest.mark.slow
 def test_same_inputs_give_identical_samples(slice_dataset, prepared):
-    again = prepare(slice_dataset, mining=GUARD, random_negative_ratio=0.5, **MINING)
+    again = run_prepare(slice_dataset)
     pd.testing.assert_frame_equal(again.samples, prepared.samples)
 
 

@@ -15,6 +15,8 @@ from matplotlib.image import imread
 from ragtune import api, cli, report
 from ragtune import config as cfg
 
+pytestmark = pytest.mark.slow
+
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
 CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(

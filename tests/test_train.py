@@ -1,7 +1,9 @@
 """Real short training runs with the bundled model on a 200-passage slice."""
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -11,44 +13,52 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+from conftest import train_config
 from safetensors.numpy import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ragtune import api
+from ragtune import config as cfg
 from ragtune.errors import UserError
-from ragtune.mining import MiningParams
 from ragtune.models import load_model, resolve_model
-from ragtune.train import NegativeStore, Prepared, train
+from ragtune.train import train
 
-GUARD = MiningParams(range_min=0, range_max=30, min_score=0.1, relative_margin=0.95, num_negatives=1)
+pytestmark = pytest.mark.slow
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
 
 
-def run_args(**overrides):
-    args = dict(
-        model_name="all-MiniLM-L6-v2", device="cpu", loss="mnrl", epochs=2, learning_rate=5e-5, batch_size=8,
-        mini_batch_size=4, warmup_ratio=0.1, max_seq_length=64, hard_negative_update_frequency=1,
-        checkpoint_steps=3, early_stopping_patience=0, logging_steps=1, seed=1, mining=GUARD,
-        encode_batch_size=64, cache_dir=None, resume=False, overwrite=False, config_yaml="train: {}\n",
-    )  # fmt: skip
-    args.update(overrides)
-    return args
+def tree_digest(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(directory)).encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
 def finished_run(prepared_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "run"
-    return train(prepared_dir, run_dir, **run_args()), run_dir
+    return train(train_config(prepared_dir, run_dir)), run_dir
+
+
+@pytest.fixture(scope="module")
+def prepared_k3(scifact_slice, tmp_path_factory):
+    """Three hard negatives asked per pair, in a window where some pairs find fewer: re-mining must cope."""
+    out = tmp_path_factory.mktemp("k3") / "prepared"
+    api.prepare(cfg.load(None, {"data.path": str(scifact_slice), "data.output": str(out), "data.eval_fraction": 0.15,
+                                "mining.range_min": 0, "mining.range_max": 12, "mining.min_score": 0.45,
+                                "mining.hard_negatives_per_query": 3}))  # fmt: skip
+    samples = pd.read_parquet(out / "train.parquet")
+    slots = samples.groupby(["anchor_id", "positive_id"]).size()
+    assert slots.max() == 3 and slots.min() < 3, "the fixture must hold pairs with fewer negatives than asked"
+    keep = samples[samples["anchor_id"].isin(sorted(samples["anchor_id"].unique())[:16])]
+    keep.to_parquet(out / "train.parquet")
+    return out
 
 
 def test_model_changes_and_all_artifacts_appear(finished_run):
     result, run_dir = finished_run
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        "checkpoints",
-        "config.yaml",
-        "metrics.json",
-        "model",
-        "tensorboard",
-    ]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.yaml", "metrics.json", "model",
+                                                         "tensorboard"]  # fmt: skip
     base = load_file(resolve_model("all-MiniLM-L6-v2") / "model.safetensors")
     tuned = load_file(run_dir / "model" / "model.safetensors")
     assert any(not np.array_equal(base[k], tuned[k]) for k in base if k in tuned)
@@ -57,9 +67,32 @@ def test_model_changes_and_all_artifacts_appear(finished_run):
     assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2]
     assert metrics["base"]["ndcg@10"] == metrics["history"][0]["ndcg@10"]
     assert metrics["tuned"]["ndcg@10"] == max(h["ndcg@10"] for h in metrics["history"])
-    card = (run_dir / "model" / "README.md").read_text()
-    assert "| ndcg@10 |" in card and "train: {}" in card
     assert load_model(str(run_dir / "model"), "cpu").max_seq_length == 256  # trained at 64, saved at full length
+
+
+def test_model_card_is_sentence_transformers_card_with_ragtune_sections(finished_run):
+    _, run_dir = finished_run
+    card = (run_dir / "model" / "README.md").read_text()
+    header = card.split("---")[1]
+    assert (
+        "base_model: sentence-transformers/all-MiniLM-L6-v2" in header
+        and "library_name: sentence-transformers" in header
+    )
+    assert "- ragtune" in header
+    assert f'SentenceTransformer("{run_dir / "model"}")' in card  # the usage snippet loads this model
+    assert card.index("## ragtune") < card.index("## Training Details")
+    assert "| ndcg@10 |" in card and "dropped_same_source" in card and "loss: mnrl" in card
+
+
+def test_best_checkpoint_survives_rotation_and_is_the_model(finished_run):
+    """The model is the best evaluation's checkpoint; rotation (2 kept) never deleted it."""
+    _, run_dir = finished_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    best = metrics["best_step"]
+    if best > 0:
+        kept = load_file(run_dir / "checkpoints" / f"checkpoint-{best}" / "model.safetensors")
+        final = load_file(run_dir / "model" / "model.safetensors")
+        assert all(np.array_equal(kept[k], final[k]) for k in final)
 
 
 def test_remining_changes_the_negatives(finished_run):
@@ -67,6 +100,14 @@ def test_remining_changes_the_negatives(finished_run):
     remined = json.loads((run_dir / "metrics.json").read_text())["remining"]
     assert len(remined) == 1 and remined[0]["epoch"] == 1
     assert remined[0]["new_pairs_added"] > 0 and remined[0]["dataset_size"] == 40
+
+
+def test_three_negatives_per_pair_train_and_remine(prepared_k3, tmp_path):
+    """Repro: k >= 2 with pairs that got fewer negatives crashed re-mining after epoch 1."""
+    result = train(train_config(prepared_k3, tmp_path / "k3", train__checkpoint_steps=50))
+    remined = result.metrics["remining"]
+    assert len(remined) == 1 and remined[0]["dataset_size"] == result.metrics["train"]["samples"]
+    assert result.metrics["train"]["steps"] > 0 and (result.model_dir / "model.safetensors").is_file()
 
 
 def test_tensorboard_holds_the_named_scalars(finished_run):
@@ -81,37 +122,63 @@ def test_tensorboard_holds_the_named_scalars(finished_run):
     assert (run_dir / "tensorboard" / "hparams").is_dir()
 
 
-def test_store_keeps_the_guard_after_remining(prepared_dir, model):
-    from ragtune.embeddings import encode
-
-    prepared = Prepared.load(prepared_dir)
-    store = NegativeStore(prepared, seed=0)
-    corpus = encode(model, prepared.corpus["document"].tolist(), 64)
-    queries = encode(model, [store.anchor_text[q] for q in store.anchor_ids], 64, "query")
-    store.remine(queries, corpus, GUARD)
-    for pair, slots in enumerate(store.slots_of_pair):
-        query = store.pair_rows[pair][0]
-        for slot in slots:
-            negative = store.negative[slot]
-            assert negative not in store.positives[query]
-            assert store.sources[negative] not in {store.sources[p] for p in store.positives[query]}
-
-
 @pytest.mark.parametrize("loss", ["cached-mnrl", "contrastive"])
 def test_other_losses_train(prepared_dir, tmp_path, loss):
-    result = train(prepared_dir, tmp_path / loss, **run_args(loss=loss, epochs=1, hard_negative_update_frequency=0))
+    result = train(train_config(prepared_dir, tmp_path / loss, train__loss=loss, train__epochs=1,
+                                train__hard_negative_update_frequency=0))  # fmt: skip
     assert result.metrics["train"]["steps"] == (10 if loss == "contrastive" else 5)
     assert (result.model_dir / "model.safetensors").is_file()
+
+
+def test_resuming_a_finished_run_reports_complete_and_touches_nothing(finished_run, capsys):
+    """Repro: `--resume` on a finished run raised FileNotFoundError for run/best."""
+    _, run_dir = finished_run
+    before = tree_digest(run_dir)
+    result = api.train(cfg.load(run_dir / "config.yaml"), resume=True)
+    assert result.already_complete and "already complete" in capsys.readouterr().out
+    assert tree_digest(run_dir) == before
+
+
+def test_resume_refuses_other_data_or_settings(finished_run, prepared_dir, tmp_path):
+    """Re-prepared data of the same length, or other settings: one line naming what differs."""
+    _, run_dir = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(run_dir / "checkpoints", run / "checkpoints")
+    with pytest.raises(UserError, match=r"other settings \(train.epochs: 2 then, 3 now\)"):
+        train(train_config(prepared_dir, run, train__epochs=3), resume=True)
+    other = tmp_path / "prepared"
+    shutil.copytree(prepared_dir, other)
+    samples = pd.read_parquet(other / "train.parquet")
+    samples["anchor"] = samples["anchor"].str.upper()  # same rows, same length, other content
+    samples.to_parquet(other / "train.parquet")
+    with pytest.raises(UserError, match=r"other data \(train.parquet: "):
+        train(train_config(other, run), resume=True)
+
+
+def test_restart_before_the_first_checkpoint_starts_fresh(prepared_dir, tmp_path, monkeypatch):
+    """What a run leaves before its first intact checkpoint (TensorBoard logs, a torn checkpoint) is no
+    reason to fail a torchrun elastic restart, a pod restart or --resume: the run starts over."""
+    run = tmp_path / "run"
+    (run / "tensorboard").mkdir(parents=True)
+    (run / "tensorboard" / "events.out.tfevents.1").write_bytes(b"partial")
+    (run / "checkpoints" / "checkpoint-99").mkdir(parents=True)
+    (run / "checkpoints" / "checkpoint-99" / "model.safetensors").write_bytes(b"torn")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    result = train(train_config(prepared_dir, run, train__epochs=1, train__hard_negative_update_frequency=0))
+    assert result.metrics["train"]["steps"] == 5 and not (run / "checkpoints" / "checkpoint-99").exists()
 
 
 def test_bad_training_inputs(prepared_dir, tmp_path, finished_run):
     _, run_dir = finished_run
     with pytest.raises(UserError, match="missing train.parquet"):
-        train(tmp_path, tmp_path / "r", **run_args())
+        train(train_config(tmp_path, tmp_path / "r"))
     with pytest.raises(UserError, match="already exists.*--resume"):
-        train(prepared_dir, run_dir, **run_args())
-    with pytest.raises(UserError, match="no checkpoint to resume"):
-        train(prepared_dir, tmp_path / "fresh", **run_args(resume=True))
+        train(train_config(prepared_dir, run_dir))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's own file")
+    with pytest.raises(UserError, match="holds notes.txt but no intact checkpoint"):
+        train(train_config(prepared_dir, tmp_path / "mine"), resume=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "the user's own file"
 
 
 def test_tensorboard_command_binds_loopback(finished_run):
@@ -151,9 +218,10 @@ def test_final_model_embeddings_in_cache_match_a_fresh_encode(finished_run, prep
 
 def test_early_stopping_ends_training_when_ndcg_stops_improving(prepared_dir, tmp_path):
     """A learning rate too small to change any ranking: the first epoch brings no gain, patience 1 stops there."""
-    result = train(
-        prepared_dir, tmp_path / "stop",
-        **run_args(epochs=3, learning_rate=1e-12, early_stopping_patience=1, hard_negative_update_frequency=0),
-    )  # fmt: skip
+    result = train(train_config(prepared_dir, tmp_path / "stop", train__epochs=3, train__learning_rate=1e-12,
+                                train__early_stopping_patience=1, train__hard_negative_update_frequency=0))  # fmt: skip
     assert result.metrics["train"]["steps"] == 5  # one epoch of 5, not 15
     assert result.metrics["best_step"] == 0  # the base model stays the best, and is what model/ holds
+    base = load_file(resolve_model("all-MiniLM-L6-v2") / "model.safetensors")
+    kept = load_file(result.model_dir / "model.safetensors")
+    assert all(np.array_equal(base[k], kept[k]) for k in kept)

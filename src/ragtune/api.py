@@ -10,26 +10,13 @@ from pathlib import Path
 from ragtune import config as cfg
 
 
-def _cache_dir(model: cfg.ModelConfig) -> Path | None:
-    return Path(model.cache_dir) if model.cache_dir else None
-
-
-def mining_params(mining: cfg.MiningConfig):
-    from ragtune.mining import MiningParams
-
-    return MiningParams(
-        range_min=mining.range_min, range_max=mining.range_max, min_score=mining.min_score,
-        relative_margin=mining.relative_margin, num_negatives=mining.hard_negatives_per_query,
-    )  # fmt: skip
-
-
 def prepare(config: cfg.Config, overwrite: bool = False) -> Path:
     """Training samples, held-out split, corpus and mining audit in `config.data.output`."""
     from ragtune import prepare as stage
     from ragtune.data import load_dataset
     from ragtune.outputs import atomic_dir, check_output_dir
 
-    d, m = config.data, config.model
+    d = config.data
     output = Path(d.output)
     check_output_dir(output, overwrite)
     if d.from_feast:
@@ -38,19 +25,13 @@ def prepare(config: cfg.Config, overwrite: bool = False) -> Path:
         dataset, timestamp, view = dataset_from_feast(Path(d.from_feast), d.path, d.max_text_chars)
     else:
         dataset, timestamp = load_dataset(d.path, d.max_text_chars), stage.input_timestamp(Path(d.path))
-    prepared = stage.prepare(
-        dataset,
-        model_name=m.name, device=m.device, encode_batch_size=m.encode_batch_size, cache_dir=_cache_dir(m),
-        eval_fraction=d.eval_fraction, seed=d.seed,
-        mining=mining_params(config.mining), random_negative_ratio=config.mining.random_negative_ratio,
-        timestamp=timestamp,
-    )  # fmt: skip
+    prepared = stage.prepare(dataset, d, config.model, config.mining, timestamp)
     if d.from_feast:
         prepared.summary["passages_from"] = f"feast {d.from_feast} ({view})"
     with atomic_dir(output, overwrite) as tmp:
-        stage.write_prepared(tmp, prepared, cfg.to_yaml(config))
+        prepared.write(tmp, cfg.to_yaml(config))
     print(f"prepared {output}: {json.dumps(prepared.summary)}")
-    print(f"mining audit: {json.dumps(prepared.audit.as_dict())}")
+    print(f"mining audit: {json.dumps(prepared.audit)}")
     return output
 
 
@@ -58,6 +39,7 @@ def evaluate(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str,
     """Metrics of each model (and BM25) on one qrels split, with metrics.json/.md/.png."""
     from ragtune import evaluate as stage
     from ragtune.data import load_dataset
+    from ragtune.models import cache_dir
     from ragtune.outputs import atomic_dir, check_output_dir
 
     e, m = config.eval, config.model
@@ -66,7 +48,7 @@ def evaluate(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str,
     dataset = load_dataset(config.data.path, config.data.max_text_chars)
     results = stage.evaluate(
         dataset, split=e.split, models=[] if e.via_feast else e.models or [m.name], baselines=e.baselines,
-        device=m.device, encode_batch_size=m.encode_batch_size, cache_dir=_cache_dir(m),
+        device=m.device, encode_batch_size=m.encode_batch_size, cache_dir=cache_dir(m),
     )  # fmt: skip
     if e.via_feast:  # the model is the one the repo serves; its rankings come from the online store
         from ragtune.feast import evaluate_via_feast
@@ -85,30 +67,20 @@ def evaluate(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str,
     return results
 
 
-def train(config: cfg.Config, overwrite: bool = False, resume: bool = False):
+def train(config: cfg.Config, overwrite: bool = False, resume: bool = False, callbacks: tuple = ()):
     """Fine-tune on a prepared directory; writes model/, metrics.json, config.yaml, tensorboard/."""
     from ragtune import train as stage
     from ragtune.distributed import current_world
 
-    t, m = config.train, config.model
-    result = stage.train(
-        Path(t.prepared), Path(t.output),
-        model_name=m.name, device=m.device, loss=t.loss, epochs=t.epochs, learning_rate=t.learning_rate,
-        batch_size=t.batch_size, mini_batch_size=t.mini_batch_size, warmup_ratio=t.warmup_ratio,
-        max_seq_length=t.max_seq_length, hard_negative_update_frequency=t.hard_negative_update_frequency,
-        checkpoint_steps=t.checkpoint_steps, early_stopping_patience=t.early_stopping_patience,
-        logging_steps=t.logging_steps, seed=t.seed, mining=mining_params(config.mining),
-        encode_batch_size=m.encode_batch_size, cache_dir=_cache_dir(m), resume=resume, overwrite=overwrite,
-        config_yaml=cfg.to_yaml(config), gather_across_devices=t.gather_across_devices,
-    )  # fmt: skip
+    result = stage.train(config, resume=resume, overwrite=overwrite, callbacks=callbacks)
     if not current_world().is_main:  # under torchrun rank 0 reports
         return result
-    base, tuned = result.metrics["base"], result.metrics["tuned"]
-    print(
-        f"trained {result.model_dir} in {result.metrics['train']['seconds']:.0f} s "
-        f"({result.metrics['train']['steps']} steps); held-out nDCG@10 "
-        f"{base.get('ndcg@10', float('nan')):.4f} -> {tuned['ndcg@10']:.4f}"
-    )
+    if result.already_complete:
+        print(f"{config.train.output}: already complete; {result.model_dir} left as it is (--overwrite trains again)")
+        return result
+    base, tuned, run = result.metrics["base"], result.metrics["tuned"], result.metrics["train"]
+    print(f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); held-out nDCG@10 "
+          f"{base.get('ndcg@10', float('nan')):.4f} -> {tuned['ndcg@10']:.4f}")  # fmt: skip
     return result
 
 
@@ -188,13 +160,10 @@ def index(config: cfg.Config):
     from ragtune import feast as stage
     from ragtune.prepare import input_timestamp
 
-    d, m, repo = config.data, config.model, Path(config.feast.repo)
+    d, repo = config.data, Path(config.feast.repo)
     stage.open_store(repo)  # a bad repo fails before any slow work
     corpus = stage.load_corpus(d.path, d.max_text_chars)
-    result = stage.index(
-        repo, corpus, model_name=m.name, device=m.device, encode_batch_size=m.encode_batch_size,
-        cache_dir=_cache_dir(m), timestamp=input_timestamp(Path(d.path)),
-    )  # fmt: skip
+    result = stage.index(repo, corpus, config.model, timestamp=input_timestamp(Path(d.path)))
     removed = f"; removed {', '.join(result.removed)}" if result.removed else ""
     print(f"indexed {result.passages} passages into {repo}:{result.view} in {result.seconds:.1f} s{removed}")
     return result
@@ -221,11 +190,12 @@ def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[s
     import time
 
     started = time.perf_counter()
-    config.data.path = config.data.path or "data/scifact"
-    config.data.output = config.train.prepared = str(root / "prepared")
-    config.train.output = str(root / "run")
-    config.eval.output = str(root / "eval")
-    config.eval.models = [config.model.name, str(root / "run" / "model")]
+    config = cfg.replace(
+        config,
+        **{"data.path": config.data.path or "data/scifact", "data.output": str(root / "prepared"),
+           "train.prepared": str(root / "prepared"), "train.output": str(root / "run"),
+           "eval.output": str(root / "eval"), "eval.models": [config.model.name, str(root / "run" / "model")]},
+    )  # fmt: skip
     prepare(config, overwrite=True)
     train(config, overwrite=True)
     results = evaluate(config, overwrite=True)

@@ -15,29 +15,8 @@ from ragtune import api
 from ragtune import config as cfg
 from ragtune.errors import UserError
 
-# Config fields each command exposes as flags ("section.*" for a whole section).
-COMMAND_FIELDS = {
-    "prepare": ["data.*", "model.*", "mining.*"],
-    "evaluate": [
-        "data.path",
-        "data.max_text_chars",
-        "model.device",
-        "model.encode_batch_size",
-        "model.cache_dir",
-        "eval.*",
-    ],
-    "train": [
-        "train.*",
-        "model.name",
-        "model.device",
-        "model.encode_batch_size",
-        "model.cache_dir",
-        "mining.*",
-    ],
-    "demo": ["model.device", "model.cache_dir"],
-    "index": ["feast.repo", "data.path", "data.max_text_chars", "model.*"],
-    "search": ["feast.repo", "feast.top_k", "model.device", "model.encode_batch_size"],
-}
+# Each command's flags are the config fields its stage reads (config.STAGE_FIELDS).
+COMMAND_FIELDS = dict(cfg.STAGE_FIELDS)
 CLUSTER_FIELDS = ["kubeflow.backend", "kubeflow.kubeconfig", "kubeflow.namespace"]
 # Kubeflow verbs: the TrainJob they act on (submit instead takes what `train` takes plus the job's shape).
 JOB_COMMANDS = {
@@ -64,11 +43,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, patterns: list[str]) -> N
                 continue
             flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
             kind = cfg.field_type(section, f.name)
-            kwargs: dict = {
-                "dest": f"{section}.{f.name}",
-                "default": argparse.SUPPRESS,
-                "help": f.metadata["help"],
-            }
+            kwargs: dict = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": f.metadata["help"]}
             if typing.get_origin(kind) is list:
                 kwargs.update(action="append", metavar=f.name.upper().rstrip("S"))
             elif kind is bool:
@@ -96,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         if command not in ("index", "search"):  # these write no output directory
             p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
         if command == "train":
-            p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+            p.add_argument(
+                "--resume",
+                action="store_true",
+                help="continue from the run's last intact checkpoint (a finished run is left as it is)",
+            )
             p.add_argument("--nproc", type=int, default=1, help="local processes: launches torchrun (DDP) for you")
             p.add_argument("--max-restarts", type=int, default=3, help="with --nproc: torchrun elastic restarts")
         if command == "search":
@@ -179,7 +158,7 @@ def launch_workers(config: cfg.Config, args: argparse.Namespace, argv: list[str]
     """Check what a user can get wrong here, once, before torchrun starts N workers that would each fail."""
     from ragtune.distributed import launch
     from ragtune.models import resolve_model
-    from ragtune.train import Prepared
+    from ragtune.prepared import Prepared
 
     Prepared.load(Path(config.train.prepared))
     resolve_model(config.model.name)

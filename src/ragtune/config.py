@@ -1,7 +1,8 @@
 """One typed config for every stage: read from YAML, overridden by CLI flags, written beside outputs.
 
-Each stage reads its own section; core functions take plain arguments, so the config object
-stops at the stage entry points.
+Sections are frozen: a stage receives the sections it consumes and cannot change them under
+another stage's feet. `STAGE_FIELDS` says which fields each stage reads; the CLI derives every
+command's flags from it, so a command never shows a flag its stage ignores.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from ragtune.errors import UserError
+from ragtune.losses import LOSSES
 
 
 def _option(default: Any, help: str, flag: str | None = None) -> Any:
@@ -24,7 +26,7 @@ def _option(default: Any, help: str, flag: str | None = None) -> Any:
     return field(default=default, metadata=metadata)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     name: str = _option(
         "all-MiniLM-L6-v2", "base model: a local sentence-transformers dir or the bundled name", "--model"
@@ -34,11 +36,13 @@ class ModelConfig:
     cache_dir: str = _option("", "embedding cache directory (default: ~/.cache/ragtune)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     path: str = _option("", "BEIR directory or passages file (.parquet/.jsonl)", "--data")
     output: str = _option("prepared", "directory that prepare writes", "--output")
-    eval_fraction: float = _option(0.1, "share of training queries held out for evaluation (if no dev qrels)")
+    eval_fraction: float = _option(
+        0.1, "share of training queries held out to pick the best model (if no dev qrels); in (0, 1)"
+    )
     seed: int = _option(42, "seed for the held-out split and random negatives")
     max_text_chars: int = _option(20000, "longer passages/queries are truncated (with a warning)")
     from_feast: str = _option(
@@ -46,7 +50,7 @@ class DataConfig:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class MiningConfig:
     hard_negatives_per_query: int = _option(1, "mined hard negatives per (query, positive) pair")
     range_min: int = _option(10, "skip the top ranks: they hold most unlabelled positives")
@@ -56,11 +60,11 @@ class MiningConfig:
     random_negative_ratio: float = _option(0.0, "random-negative rows per training pair")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     prepared: str = _option("prepared", "directory written by `ragtune prepare`", "--data")
     output: str = _option("runs/train", "run directory: model/, checkpoints/, tensorboard/, metrics.json", "--output")
-    loss: str = _option("mnrl", "mnrl (in-batch + hard negatives), cached-mnrl, or contrastive")
+    loss: str = _option("mnrl", "loss: " + "; ".join(f"{name} ({spec.help})" for name, spec in LOSSES.items()))
     epochs: int = _option(2, "passes over the training samples")
     learning_rate: float = _option(6e-5, "peak learning rate (linear warmup, then linear decay)")
     batch_size: int = _option(32, "samples per device per step; more in-batch negatives as it grows")
@@ -77,7 +81,7 @@ class TrainConfig:
     gather_across_devices: bool = _option(False, "mnrl/cached-mnrl under DDP: in-batch negatives from all ranks")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     models: list[str] = _option([], "models to evaluate (default: model.name); repeat the flag", "--model")
     split: str = _option("test", "qrels split to evaluate")
@@ -88,7 +92,7 @@ class EvalConfig:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeastConfig:
     repo: str = _option("feature_repo", "Feast feature repo directory (made by `ragtune feast init`)", "--repo")
     top_k: int = _option(10, "passages a search returns", "--top-k")
@@ -96,7 +100,7 @@ class FeastConfig:
     online_path: str = _option("data/online_store.db", "feast init: Milvus Lite file, relative to the repo")
 
 
-@dataclass
+@dataclass(frozen=True)
 class KubeflowConfig:
     backend: str = _option("kubernetes", "kubernetes (a cluster with Kubeflow Trainer v2) or local (torchrun here)")
     kubeconfig: str = _option("", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
@@ -110,7 +114,7 @@ class KubeflowConfig:
     workdir: str = _option("/mnt/ragtune", "where the job runs: relative data and output paths resolve here")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -121,10 +125,42 @@ class Config:
     kubeflow: KubeflowConfig = field(default_factory=KubeflowConfig)
 
 
-LOSSES = ("mnrl", "cached-mnrl", "contrastive")
 BACKENDS = ("kubernetes", "local")
 
 SECTIONS: dict[str, type] = {name: kind for name, kind in typing.get_type_hints(Config).items()}
+
+# What each stage reads ("section.*" for a whole section): the command's flags, and for training
+# also what a checkpoint must agree with to be resumed (minus RESUME_NEUTRAL).
+MODEL_IO = ["model.device", "model.encode_batch_size", "model.cache_dir"]
+GUARD = ["mining.range_min", "mining.range_max", "mining.min_score", "mining.relative_margin"]
+STAGE_FIELDS: dict[str, list[str]] = {
+    "prepare": ["data.*", "model.*", "mining.*"],
+    "train": ["train.*", "model.name", *MODEL_IO, *GUARD],
+    "evaluate": ["data.path", "data.max_text_chars", *MODEL_IO, "eval.*"],
+    "demo": ["model.device", "model.cache_dir"],
+    "index": ["feast.repo", "data.path", "data.max_text_chars", "model.*"],
+    "search": ["feast.repo", "feast.top_k", "model.device", "model.encode_batch_size"],
+}
+# Settings that change where or how fast a run goes, not what it learns: a resume may change them.
+RESUME_NEUTRAL = {"train.prepared", "train.output", "train.checkpoint_steps", "train.logging_steps", *MODEL_IO}
+
+
+def stage_fields(stage: str) -> list[tuple[str, str]]:
+    """(section, key) pairs a stage reads, in declaration order."""
+    pairs = []
+    for pattern in STAGE_FIELDS[stage]:
+        section, name = pattern.split(".")
+        pairs += [(section, f.name) for f in dataclasses.fields(SECTIONS[section]) if name in ("*", f.name)]
+    return pairs
+
+
+def training_settings(config: Config) -> dict[str, Any]:
+    """The settings a checkpoint was trained with, by dotted name: a resume must match them."""
+    return {
+        f"{section}.{key}": getattr(getattr(config, section), key)
+        for section, key in stage_fields("train")
+        if f"{section}.{key}" not in RESUME_NEUTRAL
+    }
 
 
 def field_type(section: str, name: str) -> Any:
@@ -153,20 +189,25 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     """Build a validated Config from nested dicts; unknown keys and wrong types are user errors."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of sections ({', '.join(SECTIONS)})")
-    config = Config()
+    sections = {}
     for section, values in data.items():
         if section not in SECTIONS:
             raise UserError(f"{source}: unknown section '{section}' (known: {', '.join(SECTIONS)})")
-        if values is None:
+        if values is None:  # `mining:` with nothing under it
             continue
         if not isinstance(values, dict):
             raise UserError(f"{source}: section '{section}' must be a mapping of keys to values")
-        target = getattr(config, section)
-        known = {f.name for f in dataclasses.fields(target)}
-        for key, value in values.items():
+        known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        for key in values:
             if key not in known:
                 raise UserError(f"{source}: unknown key '{section}.{key}' (known: {', '.join(sorted(known))})")
-            setattr(target, key, _coerce(value, field_type(section, key), f"{source}: {section}.{key}"))
+        sections[section] = SECTIONS[section](
+            **{
+                key: _coerce(value, field_type(section, key), f"{source}: {section}.{key}")
+                for key, value in values.items()
+            }
+        )
+    config = Config(**sections)
     validate(config, source)
     return config
 
@@ -175,7 +216,7 @@ def validate(config: Config, source: str = "config") -> None:
     """Range checks that types alone cannot express."""
     m, d, t = config.mining, config.data, config.train
     checks = [
-        (0.0 <= d.eval_fraction < 1.0, "data.eval_fraction", "a number in [0, 1)"),
+        (0.0 < d.eval_fraction < 1.0, "data.eval_fraction", "a number in (0, 1): training needs held-out queries"),
         (d.max_text_chars > 0, "data.max_text_chars", "a positive integer"),
         (m.hard_negatives_per_query >= 0, "mining.hard_negatives_per_query", "0 or more"),
         (0 <= m.range_min < m.range_max, "mining.range_min/range_max", "0 <= range_min < range_max"),
@@ -183,7 +224,7 @@ def validate(config: Config, source: str = "config") -> None:
         (-1.0 <= m.min_score <= 1.0, "mining.min_score", "a cosine similarity in [-1, 1]"),
         (m.random_negative_ratio >= 0, "mining.random_negative_ratio", "0 or more"),
         (config.model.encode_batch_size > 0, "model.encode_batch_size", "a positive integer"),
-        (t.loss in LOSSES, "train.loss", " or ".join(LOSSES)),
+        (t.loss in LOSSES, "train.loss", "one of " + ", ".join(LOSSES)),
         (t.epochs > 0, "train.epochs", "a positive integer"),
         (t.learning_rate > 0, "train.learning_rate", "a positive number"),
         (t.batch_size > 1, "train.batch_size", "at least 2 (in-batch negatives need company)"),
@@ -227,8 +268,20 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
     merged = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
-        merged.setdefault(section, {})[key] = value
+        if merged.get(section) is None:
+            merged[section] = {}
+        if isinstance(merged[section], dict):  # anything else is reported by from_dict
+            merged[section][key] = value
     return from_dict(merged, str(path) if path else "flags")
+
+
+def replace(config: Config, **changes: Any) -> Config:
+    """A copy with {'section.key': value} changed, validated again."""
+    data = to_dict(config)
+    for dotted, value in changes.items():
+        section, key = dotted.split(".", 1)
+        data[section][key] = value
+    return from_dict(data, "config")
 
 
 def to_dict(config: Config) -> dict[str, Any]:

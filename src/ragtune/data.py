@@ -2,6 +2,7 @@
 
 Both become one `Dataset`: a corpus table, query texts and qrels per split. Passages-only data
 gets synthetic queries, one per source (its title), whose positives are that source's passages.
+Empty passages (no title, no text) are skipped with one warning, with any judgement of them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ import pandas as pd
 
 from ragtune.errors import UserError
 
-Qrels = dict[str, dict[str, int]]  # query id -> {doc id: graded relevance}
+Qrels = dict[str, dict[str, float]]  # query id -> {doc id: graded relevance, kept as given}
 
 
 @dataclass
@@ -113,9 +115,25 @@ def _check_unique(ids: pd.Series, path: Path) -> None:
         )
 
 
+def document_text(title: pd.Series, text: pd.Series, title_in_document: bool) -> pd.Series:
+    """The string that gets embedded: title + text for BEIR corpora; for passages the text alone (their
+    title is the query), or the title where a passage has no text."""
+    if title_in_document:
+        return (title + " " + text).str.strip()
+    return text.where(text != "", title)
+
+
+def titles_as_queries(corpus: pd.DataFrame) -> tuple[dict[str, str], Qrels]:
+    """Passages-only training pairs: one query per source (its title), every passage of the source a positive."""
+    queries, train = {}, {}
+    for source, group in corpus.groupby("source_id", sort=True):
+        qid = f"source:{source}"
+        queries[qid] = group["title"].iloc[0]
+        train[qid] = {did: 1.0 for did in group["id"]}
+    return queries, train
+
+
 def _corpus_frame(rows: list[dict], path: Path, id_key: str, max_chars: int, title_in_document: bool) -> pd.DataFrame:
-    if not rows:
-        raise UserError(f"{path}: the corpus is empty; it needs at least one passage")
     ids = [str(row[id_key]) for row in rows]
     frame = pd.DataFrame(
         {
@@ -129,24 +147,25 @@ def _corpus_frame(rows: list[dict], path: Path, id_key: str, max_chars: int, tit
     frame["title"] = _truncate(frame["title"].str.strip(), max_chars, path, "title")
     frame["text"] = _truncate(frame["text"].str.strip(), max_chars, path, "text")
     empty = (frame["title"] == "") & (frame["text"] == "")
+    if empty.all():
+        raise UserError(f"{path}: the corpus has no passage with a title or text; it needs at least one")
     if empty.any():
-        raise UserError(
-            f"{path}: passage '{frame['id'][empty].iloc[0]}' has empty title and text "
-            f"({int(empty.sum())} such); remove them or fill in the text"
-        )
+        warnings.warn(f"{path}: skipped {int(empty.sum())} empty passage(s) (no title, no text)", stacklevel=2)
+        frame = frame[~empty].reset_index(drop=True)
     # Passages of one source (same source_id, else same title) are never each other's negatives.
     frame["source_id"] = frame["source_id"].where(frame["source_id"] != "", frame["title"].str.lower())
     frame["source_id"] = frame["source_id"].where(frame["source_id"] != "", frame["id"])
-    if title_in_document:
-        frame["document"] = (frame["title"] + " " + frame["text"]).str.strip()
-    else:
-        frame["document"] = frame["text"].where(frame["text"] != "", frame["title"])
+    frame["document"] = document_text(frame["title"], frame["text"], title_in_document)
     return frame
 
 
-def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str]) -> Qrels:
-    """BEIR qrels TSV with header query-id, corpus-id, score (graded scores allowed)."""
+def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str], skipped_ids: frozenset = frozenset()) -> Qrels:
+    """BEIR qrels TSV with header query-id, corpus-id, score (graded scores, integer or not, kept as given).
+
+    Judgements of passages skipped as empty are dropped with one warning.
+    """
     qrels: Qrels = {}
+    dropped = 0
     try:
         with _open_text(path) as handle:
             reader = csv.reader(handle, delimiter="\t")
@@ -162,9 +181,14 @@ def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str]) -> Qrels:
                     raise UserError(f"{path} line {line_no}: expected 3 tab-separated columns, got {len(row)}")
                 qid, did, score = row[0].strip(), row[1].strip(), row[2].strip()
                 try:
-                    grade = int(float(score))
+                    grade = float(score)
                 except ValueError:
                     raise UserError(f"{path} line {line_no}: score {score!r} is not a number") from None
+                if not math.isfinite(grade):
+                    raise UserError(f"{path} line {line_no}: score {score!r} is not a finite number")
+                if did in skipped_ids:
+                    dropped += 1
+                    continue
                 if qid not in query_ids:
                     raise UserError(f"{path} line {line_no}: query-id '{qid}' is not in queries.jsonl")
                 if did not in corpus_ids:
@@ -172,6 +196,8 @@ def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str]) -> Qrels:
                 qrels.setdefault(qid, {})[did] = grade
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: bytes that are not UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
+    if dropped:
+        warnings.warn(f"{path}: skipped {dropped} judgement(s) of empty passages", stacklevel=2)
     return qrels
 
 
@@ -182,7 +208,10 @@ def load_beir(directory: Path, max_chars: int) -> Dataset:
         raise UserError(f"{directory}: no corpus.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/")
     if queries_path is None:
         raise UserError(f"{directory}: no queries.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/")
-    corpus = _corpus_frame(read_jsonl(corpus_path, ("_id",)), corpus_path, "_id", max_chars, True)
+    corpus_rows = read_jsonl(corpus_path, ("_id",))
+    if not corpus_rows:
+        raise UserError(f"{corpus_path}: the corpus is empty; it needs at least one passage")
+    corpus = _corpus_frame(corpus_rows, corpus_path, "_id", max_chars, True)
     query_rows = read_jsonl(queries_path, ("_id", "text"))
     query_ids = pd.Series([str(row["_id"]) for row in query_rows])
     _check_unique(query_ids, queries_path)
@@ -197,7 +226,8 @@ def load_beir(directory: Path, max_chars: int) -> Dataset:
     if not splits:
         raise UserError(f"{qrels_dir}: no qrels; add qrels/train.tsv (and test.tsv) with query-id, corpus-id, score")
     corpus_ids, known_queries = set(corpus["id"]), set(queries)
-    qrels = {p.name.split(".")[0]: read_qrels(p, corpus_ids, known_queries) for p in splits}
+    skipped = frozenset(str(row["_id"]) for row in corpus_rows) - corpus_ids
+    qrels = {p.name.split(".")[0]: read_qrels(p, corpus_ids, known_queries, skipped) for p in splits}
     return Dataset("beir", corpus, queries, qrels)
 
 
@@ -214,6 +244,8 @@ def load_passages(path: Path, max_chars: int) -> Dataset:
         rows = table.to_dict("records")
     else:
         rows = read_jsonl(path, ("id", "title", "text"))
+    if not rows:
+        raise UserError(f"{path}: the corpus is empty; it needs at least one passage")
     corpus = _corpus_frame(rows, path, "id", max_chars, False)
     no_title = corpus["title"] == ""
     if no_title.any():
@@ -221,11 +253,7 @@ def load_passages(path: Path, max_chars: int) -> Dataset:
             f"{path}: passage '{corpus['id'][no_title].iloc[0]}' has an empty title; passages-only "
             "training uses the title as the query, so every passage needs one"
         )
-    queries, train = {}, {}
-    for source, group in corpus.groupby("source_id", sort=True):
-        qid = f"source:{source}"
-        queries[qid] = group["title"].iloc[0]
-        train[qid] = {did: 1 for did in group["id"]}
+    queries, train = titles_as_queries(corpus)
     return Dataset("passages", corpus, queries, {"train": train})
 
 

@@ -142,16 +142,26 @@ def elastic_restart() -> bool:
 
 
 def on_main_then_shared(work, world: World):
-    """Run `work` on rank 0 only (file-system decisions) and give every rank its result or its error."""
+    """Run `work` on rank 0 only (file-system decisions) and give every rank its result or its error.
+
+    Any failure on rank 0 reaches the other ranks at once, instead of leaving them blocked in the
+    broadcast until the collective timeout.
+    """
     from ragtune.errors import UserError
 
-    outcome = None
+    outcome, failure = None, None
     if world.is_main:
         try:
             outcome = ("ok", work())
         except UserError as exc:
-            outcome = ("error", str(exc))
+            outcome = ("user error", str(exc))
+        except Exception as exc:
+            outcome, failure = ("crash", f"{type(exc).__name__}: {exc}"), exc
     kind, value = broadcast_from_main(outcome, world)
-    if kind == "error":
+    if failure is not None:
+        raise failure
+    if kind == "user error":
         raise UserError(value)
+    if kind == "crash":
+        raise RuntimeError(f"rank 0 failed: {value}")
     return value

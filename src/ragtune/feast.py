@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from ragtune.data import Dataset
+from ragtune.data import Dataset, document_text, titles_as_queries
 from ragtune.errors import UserError
 from ragtune.evaluate import CUTOFF, Rankings
 
@@ -143,15 +143,7 @@ def load_corpus(path: str, max_chars: int) -> pd.DataFrame:
 
 def title_in_document(corpus: pd.DataFrame) -> bool:
     """Whether the embedded string is title + text (BEIR) rather than the text alone (passages)."""
-    joined = (corpus["title"] + " " + corpus["text"]).str.strip()
-    return bool((corpus["document"] == joined).all())
-
-
-def documents(frame: pd.DataFrame, with_title: bool) -> pd.Series:
-    """Rebuild the embedded string from title and text, by the rule the view was indexed with."""
-    if with_title:
-        return (frame["title"] + " " + frame["text"]).str.strip()
-    return frame["text"].where(frame["text"] != "", frame["title"])
+    return bool((corpus["document"] == document_text(corpus["title"], corpus["text"], True)).all())
 
 
 def passages_frame(corpus: pd.DataFrame, embeddings: np.ndarray, timestamp: datetime) -> pd.DataFrame:
@@ -198,35 +190,31 @@ class IndexResult:
     encode_seconds: float  # of `seconds`; the rest is the store's work (parquet, online writes, apply)
 
 
-def index(
-    directory: Path,
-    corpus: pd.DataFrame,
-    *,
-    model_name: str,
-    device: str,
-    encode_batch_size: int,
-    cache_dir: Path | None,
-    timestamp: datetime,
-) -> IndexResult:
-    """Encode the corpus, write it to a new view (offline parquet + online store), then switch over."""
+def index(directory: Path, corpus: pd.DataFrame, model_config, timestamp: datetime) -> IndexResult:
+    """Encode the corpus with the `model:` section's model into a new view (offline parquet + online
+    store), then switch over."""
     import time
 
     from ragtune.embeddings import encode_corpus_cached
-    from ragtune.models import BUNDLED_NAMES, load_model, model_fingerprint, resolve_model
+    from ragtune.models import BUNDLED_NAMES, cache_dir, load_model, model_fingerprint, resolve_model
     from ragtune.outputs import atomic_path
 
     started = time.perf_counter()
     directory = Path(directory)
     store = open_store(directory)
+    model_name = model_config.name
     model_path = resolve_model(model_name)
     weights = model_fingerprint(model_path)
-    model = load_model(model_name, device)
+    model = load_model(model_name, model_config.device)
     dim = model.get_embedding_dimension()
     check_dimension(store, directory, dim, model_name)
     old = passage_views(store)
     name = f"{VIEW_PREFIX}{max([view_version(v.name) for v in old], default=0) + 1}"
     encoding = time.perf_counter()
-    embeddings = encode_corpus_cached(model, weights, corpus["document"].tolist(), encode_batch_size, cache_dir)
+    documents = corpus["document"].tolist()
+    embeddings = encode_corpus_cached(
+        model, weights, documents, model_config.encode_batch_size, cache_dir(model_config)
+    )
     encode_seconds = time.perf_counter() - encoding
     rows = passages_frame(corpus, embeddings, timestamp)
     source = directory / "data" / "offline" / f"{name}.parquet"
@@ -387,7 +375,9 @@ def historical_corpus(repo: Path, as_of: datetime | None = None) -> tuple[pd.Dat
         raise UserError(f"{repo}: no passage of {view.name} is as old as {as_of.isoformat()}; pick a later time")
     corpus = frame[TEXT_FEATURES].rename(columns={ID_FEATURE: "id"}).sort_values("id", kind="stable")
     corpus = corpus.reset_index(drop=True)
-    corpus["document"] = documents(corpus, view.tags.get(TAG + "title_in_document") == "true")
+    corpus["document"] = document_text(
+        corpus["title"], corpus["text"], view.tags.get(TAG + "title_in_document") == "true"
+    )
     valid_from = written.loc[written[ENTITY].isin(corpus["id"]), "event_timestamp"].max().to_pydatetime()
     return corpus, valid_from, view.name
 
@@ -398,10 +388,7 @@ def dataset_from_feast(repo: Path, data_path: str, max_chars: int) -> tuple[Data
 
     corpus, valid_from, view = historical_corpus(Path(repo))
     if not data_path:
-        queries, train = {}, {}
-        for source, group in corpus.groupby("source_id", sort=True):
-            queries[f"source:{source}"] = group["title"].iloc[0]
-            train[f"source:{source}"] = {did: 1 for did in group["id"]}
+        queries, train = titles_as_queries(corpus)
         return Dataset("passages", corpus, queries, {"train": train}), valid_from, view
     dataset = load_dataset(data_path, max_chars)
     known = set(corpus["id"])

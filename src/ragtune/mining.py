@@ -26,6 +26,11 @@ class MiningParams:
     relative_margin: float
     num_negatives: int
 
+    @classmethod
+    def of(cls, mining, num_negatives: int) -> MiningParams:
+        """The guard of a `mining:` config section, mining `num_negatives` per pair."""
+        return cls(mining.range_min, mining.range_max, mining.min_score, mining.relative_margin, num_negatives)
+
 
 @dataclass
 class MiningAudit:

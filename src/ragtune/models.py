@@ -27,6 +27,11 @@ def resolve_model(name: str) -> Path:
     )
 
 
+def cache_dir(model) -> Path | None:
+    """The embedding cache of a `model:` config section (None: the default under ~/.cache/ragtune)."""
+    return Path(model.cache_dir) if model.cache_dir else None
+
+
 def pick_device(device: str) -> str:
     if device != "auto":
         return device

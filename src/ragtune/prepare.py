@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ragtune.config import DataConfig, MiningConfig, ModelConfig
 from ragtune.data import Dataset, Qrels
 from ragtune.embeddings import encode, encode_corpus_cached
 from ragtune.errors import UserError
 from ragtune.mining import MiningAudit, MiningParams, mine, random_negatives
-from ragtune.models import load_model, model_fingerprint, resolve_model
+from ragtune.models import cache_dir, load_model, model_fingerprint, resolve_model
+from ragtune.prepared import Prepared
 
 SAMPLE_COLUMNS = [
     "training_sample_id", "event_timestamp", "kind", "anchor_id", "anchor",
@@ -42,7 +43,7 @@ def split_queries(dataset: Dataset, eval_fraction: float, seed: int) -> Splits:
         train = {qid: docs for qid, docs in train.items() if qid not in held_out}
         return Splits(train, held_out, "dev")
     query_ids = sorted(train)
-    n_eval = int(round(eval_fraction * len(query_ids)))
+    n_eval = max(1, int(round(eval_fraction * len(query_ids))))  # best-model choice needs held-out queries
     if n_eval >= len(query_ids):
         raise UserError(f"data.eval_fraction {eval_fraction} leaves no training queries; lower it")
     chosen = set(np.random.default_rng(seed).permutation(query_ids)[:n_eval].tolist())
@@ -114,29 +115,10 @@ def eval_frame(corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, time
     return pd.DataFrame(rows, columns=[*SAMPLE_COLUMNS, "score"])
 
 
-@dataclass
-class Prepared:
-    samples: pd.DataFrame
-    eval: pd.DataFrame
-    corpus: pd.DataFrame
-    audit: MiningAudit
-    summary: dict
-
-
 def prepare(
-    dataset: Dataset,
-    *,
-    model_name: str,
-    device: str,
-    encode_batch_size: int,
-    cache_dir: Path | None,
-    eval_fraction: float,
-    seed: int,
-    mining: MiningParams,
-    random_negative_ratio: float,
-    timestamp: datetime,
+    dataset: Dataset, data: DataConfig, model: ModelConfig, mining: MiningConfig, timestamp: datetime
 ) -> Prepared:
-    splits = split_queries(dataset, eval_fraction, seed)
+    splits = split_queries(dataset, data.eval_fraction, data.seed)
     corpus = dataset.corpus
     row_of = {did: i for i, did in enumerate(corpus["id"])}
     query_ids = sorted(splits.train)
@@ -147,13 +129,17 @@ def prepare(
 
     hard: list[list[int]] = [[] for _ in pairs]
     audit = MiningAudit(pairs=len(pairs), pairs_without_negative=len(pairs))
-    if mining.num_negatives > 0:
-        model = load_model(model_name, device)
-        key = model_fingerprint(resolve_model(model_name))
-        corpus_emb = encode_corpus_cached(model, key, corpus["document"].tolist(), encode_batch_size, cache_dir)
-        query_emb = encode(model, [dataset.queries[q] for q in query_ids], encode_batch_size, "query", "encode queries")
-        hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, mining)
-    draws = random_negatives(pairs, positives, sources, random_negative_ratio, np.random.default_rng(seed))
+    params = MiningParams.of(mining, mining.hard_negatives_per_query)
+    if params.num_negatives > 0:
+        encoder = load_model(model.name, model.device)
+        key = model_fingerprint(resolve_model(model.name))
+        documents = corpus["document"].tolist()
+        corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
+        texts = [dataset.queries[q] for q in query_ids]
+        query_emb = encode(encoder, texts, model.encode_batch_size, "query", "encode queries")
+        hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, params)
+    rng = np.random.default_rng(data.seed)
+    draws = random_negatives(pairs, positives, sources, mining.random_negative_ratio, rng)
     samples = compose_samples(corpus, dataset.queries, query_ids, pairs, hard, draws, timestamp)
     held_out = eval_frame(corpus, dataset.queries, splits.eval, timestamp)
     summary = {
@@ -165,20 +151,10 @@ def prepare(
         "eval_source": splits.eval_source,
         "samples": samples["kind"].value_counts().to_dict(),
     }
-    return Prepared(samples, held_out, corpus, audit, summary)
+    return Prepared(samples, held_out, corpus, summary, audit.as_dict())
 
 
 def input_timestamp(path: Path) -> datetime:
     """Newest input modification time: deterministic for the same inputs, and Feast-ready."""
     files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
     return datetime.fromtimestamp(max(p.stat().st_mtime for p in files), tz=UTC).replace(microsecond=0)
-
-
-def write_prepared(out: Path, prepared: Prepared, config_yaml: str) -> None:
-    """Files of a prepared directory; the caller makes the directory swap atomic."""
-    prepared.samples.to_parquet(out / "train.parquet", index=False)
-    prepared.eval.to_parquet(out / "eval.parquet", index=False)
-    prepared.corpus.to_parquet(out / "corpus.parquet", index=False)
-    (out / "audit.json").write_text(json.dumps(prepared.audit.as_dict(), indent=2) + "\n", encoding="utf-8")
-    (out / "summary.json").write_text(json.dumps(prepared.summary, indent=2) + "\n", encoding="utf-8")
-    (out / "config.yaml").write_text(config_yaml, encoding="utf-8")

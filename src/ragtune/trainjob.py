@@ -8,10 +8,10 @@ not contain a dollar sign or a backquote.
 
 
 def train_job(config: dict, workdir: str = "") -> None:
-    """Same code as ragtune train; a restarted pod finds checkpoints in its run directory and resumes from them."""
+    """Same code as `ragtune train --resume`: a pod (re)started on a run directory resumes it from its last
+    intact checkpoint, starts fresh where none exists yet, and leaves a finished run as it is."""
     import os
     import sys
-    from pathlib import Path
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if workdir:
@@ -23,9 +23,7 @@ def train_job(config: dict, workdir: str = "") -> None:
     from ragtune.errors import UserError
 
     try:
-        settings = cfg.from_dict(config, "job config")
-        restarted = any((Path(settings.train.output) / "checkpoints").glob("checkpoint-*"))
-        api.train(settings, resume=restarted)
+        api.train(cfg.from_dict(config, "job config"), resume=True)
     except UserError as exc:
         print(f"ragtune: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,125 @@
+"""ragtune's duties inside the Trainer's loop: keep the best model, stop early, re-mine, seal checkpoints.
+
+The best model is the checkpoint of the best held-out evaluation (the base model when no epoch
+beats it): the Trainer's checkpoint rotation is told to keep that checkpoint, so no extra copy of
+the weights is ever written. Every rank sees the same broadcast metrics, but the bookkeeping and
+the decisions (best, stop) are made on rank 0 alone and broadcast with the run state, so every
+rank stops, re-mines and saves at the same step by construction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from transformers import TrainerCallback
+
+from ragtune.checkpoints import seal
+from ragtune.distributed import World, barrier, broadcast_from_main
+from ragtune.embeddings import encode
+from ragtune.evaluate import METRICS
+from ragtune.heldout import PRIMARY_METRIC, HeldOutEvaluator, max_length
+from ragtune.mining import MiningParams
+from ragtune.negatives import NegativeStore
+
+SEED_TAGS = {"new_pairs_added": "Hard_Negatives/New_Pairs_Added", "dataset_size": "Dataset/Total_Size"}
+
+
+@dataclass
+class RunState:
+    """What a checkpoint needs beyond the Trainer's own state to resume exactly."""
+
+    history: list[dict] = field(default_factory=list)
+    remining: list[dict] = field(default_factory=list)
+    best_score: float = float("-inf")
+    best_step: int = -1
+    evaluations_without_gain: int = 0
+    base_metrics: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Duties:
+    """When the callback acts: `epochs` of training, re-mining every `remine_every` epochs (0: never),
+    stopping after `patience` evaluations without gain (0: never)."""
+
+    epochs: int
+    remine_every: int
+    patience: int
+    full_max_seq_length: int
+    guard: MiningParams
+
+
+class RagtuneCallback(TrainerCallback):
+    def __init__(self, model, store: NegativeStore, evaluator: HeldOutEvaluator, state: RunState,
+                 duties: Duties, world: World, writer, fingerprint: dict):  # fmt: skip
+        self.model, self.store, self.evaluator, self.state = model, store, evaluator, state
+        self.duties, self.world, self.writer, self.fingerprint = duties, world, writer, fingerprint
+        self.best_embeddings: np.ndarray | None = None  # corpus embeddings of the best model, this process
+
+    def on_epoch_begin(self, args, trainer_state, control, **kwargs):
+        self._protect_best(args, trainer_state)  # after a resume too: the loaded Trainer state predates it
+
+    def on_evaluate(self, args, trainer_state, control, metrics=None, **kwargs):
+        step, epoch = trainer_state.global_step, round(trainer_state.epoch or 0)
+        scores = {m: metrics[f"eval_{m}"] for m in [*METRICS, "positive_pair_similarity"] if f"eval_{m}" in metrics}
+        if not scores:
+            return
+        decision = None
+        if self.world.is_main:
+            self.writer.add_scalar("Evaluation/Positive_Pair_Similarity", scores["positive_pair_similarity"], step)
+            decision = (*self._decide(scores, step, epoch), self.state)
+        improved, stop, self.state = broadcast_from_main(decision, self.world)
+        if improved:
+            self.best_embeddings = self.evaluator.corpus_embeddings
+        control.should_training_stop |= stop
+        d = self.duties
+        if d.remine_every and step > 0 and epoch % d.remine_every == 0 and epoch < d.epochs and not stop:
+            self.remine(step, epoch)
+        if step > 0:
+            control.should_save = True  # checkpoint the epoch boundary together with its negatives
+
+    def _decide(self, scores: dict[str, float], step: int, epoch: int) -> tuple[bool, bool]:
+        """Record the evaluation and answer (new best?, stop now?)."""
+        state, score = self.state, scores[PRIMARY_METRIC]
+        state.history.append({"step": step, "epoch": epoch, **scores})
+        if step == 0:
+            state.base_metrics = scores
+        if score > state.best_score:
+            state.best_score, state.best_step, state.evaluations_without_gain = score, step, 0
+            return True, False
+        state.evaluations_without_gain += 1
+        return False, bool(self.duties.patience) and state.evaluations_without_gain >= self.duties.patience
+
+    def remine(self, step: int, epoch: int) -> None:
+        """Rank 0 mines from the embeddings its evaluation just made; every rank gets the result."""
+        store, record = self.store, None
+        if self.world.is_main:
+            started = time.perf_counter()
+            with max_length(self.model, self.duties.full_max_seq_length):
+                anchors = [store.anchor_text[q] for q in store.anchor_ids]
+                queries = encode(self.model, anchors, self.evaluator.batch_size, "query")
+            added, audit = store.remine(queries, self.evaluator.corpus_embeddings, self.duties.guard)
+            record = {"step": step, "epoch": epoch, "new_pairs_added": added, "dataset_size": len(store.negative),
+                      "seconds": round(time.perf_counter() - started, 1), **audit.as_dict()}  # fmt: skip
+            for key in ["new_pairs_added", "dataset_size", *audit.as_dict()]:
+                self.writer.add_scalar(SEED_TAGS.get(key, f"Hard_Negatives/{key}"), record[key], step)
+            print(f"re-mined at epoch {epoch}: {json.dumps(record)}")
+        store.negative, record = broadcast_from_main((store.negative, record), self.world)
+        self.state.remining.append(record)
+
+    def on_save(self, args, trainer_state, control, **kwargs):
+        """The Trainer has written (and rotated) the checkpoint, but every rank writes its own RNG file
+        into it: rank 0 waits for all, then seals it with ragtune's state."""
+        barrier(self.world)
+        self._protect_best(args, trainer_state)
+        if self.world.is_main:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{trainer_state.global_step}"
+            seal(checkpoint, {"run": asdict(self.state), "negatives": self.store.state(),
+                              "fingerprint": self.fingerprint})  # fmt: skip
+
+    def _protect_best(self, args, trainer_state) -> None:
+        if self.state.best_step > 0:
+            trainer_state.best_model_checkpoint = str(Path(args.output_dir) / f"checkpoint-{self.state.best_step}")

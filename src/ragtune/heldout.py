@@ -1,0 +1,72 @@
+"""The evaluator the Trainer calls every epoch: real retrieval on the held-out queries, whole corpus.
+
+sentence-transformers 6.2 runs an evaluator on rank 0 only (the other ranks serve its encode
+calls) and broadcasts the metrics, so every rank sees the same numbers. The corpus embeddings of
+the last call are kept: re-mining and the final model's embedding cache reuse them instead of
+encoding the corpus again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from sentence_transformers.base.evaluation import BaseEvaluator
+
+from ragtune.embeddings import encode, encode_corpus_cached
+from ragtune.evaluate import dense_rankings, retrieval_metrics
+from ragtune.prepared import Prepared
+
+PRIMARY_METRIC = "ndcg@10"
+
+
+@contextmanager
+def max_length(model, length: int) -> Iterator[None]:
+    """Training may run at a shorter token limit; encoding for evaluation and saving use the full one."""
+    training_length = model.max_seq_length
+    model.max_seq_length = length
+    try:
+        yield
+    finally:
+        model.max_seq_length = training_length
+
+
+class HeldOutEvaluator(BaseEvaluator):
+    def __init__(self, prepared: Prepared, batch_size: int, max_seq_length: int, base_cache: tuple[str, Path | None]):
+        super().__init__()
+        self.primary_metric = PRIMARY_METRIC
+        held_out = prepared.eval
+        self.qrels: dict[str, dict[str, float]] = {}
+        for row in held_out.itertuples():
+            self.qrels.setdefault(row.anchor_id, {})[row.positive_id] = float(row.score)
+        self.query_ids = sorted(self.qrels)
+        anchor_text = dict(zip(held_out["anchor_id"], held_out["anchor"]))
+        self.query_texts = [anchor_text[q] for q in self.query_ids]
+        self.doc_ids = prepared.corpus["id"].tolist()
+        self.documents = prepared.corpus["document"].tolist()
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self.base_cache = base_cache
+        self.corpus_embeddings: np.ndarray | None = None
+        row_of = {did: i for i, did in enumerate(self.doc_ids)}
+        query_row = {qid: i for i, qid in enumerate(self.query_ids)}
+        self.pair_rows = [(query_row[q], row_of[d]) for q, docs in self.qrels.items() for d in docs if docs[d] > 0]
+
+    def encode_corpus(self, model, steps: int) -> np.ndarray:
+        if steps <= 0:  # the untouched base model: its corpus embeddings are cached from `prepare`
+            key, cache_dir = self.base_cache
+            return encode_corpus_cached(model, key, self.documents, self.batch_size, cache_dir)
+        return encode(model, self.documents, self.batch_size, "document", desc="encode corpus")
+
+    def __call__(self, model, output_path=None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+        with max_length(model, self.max_seq_length):
+            corpus = self.encode_corpus(model, steps)
+            queries = encode(model, self.query_texts, self.batch_size, "query")
+        self.corpus_embeddings = corpus
+        metrics = retrieval_metrics(dense_rankings(queries, corpus, self.query_ids, self.doc_ids), self.qrels)
+        q, d = np.array(self.pair_rows).T
+        metrics["positive_pair_similarity"] = float(np.mean(np.sum(queries[q] * corpus[d], axis=1)))
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)  # the card's training log
+        return metrics

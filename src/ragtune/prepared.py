@@ -1,0 +1,74 @@
+"""A prepared directory: what `ragtune prepare` writes and `ragtune train` reads, as one type.
+
+train.parquet holds one row per training sample (Feast-ready: an id and an event timestamp),
+eval.parquet the held-out judgements, corpus.parquet the passages with the embedded string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ragtune.errors import UserError
+
+TABLES = {"samples": "train.parquet", "eval": "eval.parquet", "corpus": "corpus.parquet"}
+
+
+@dataclass
+class Prepared:
+    samples: pd.DataFrame
+    eval: pd.DataFrame
+    corpus: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+    audit: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, directory: Path) -> Prepared:
+        directory = resolve(directory)
+        samples, held_out, corpus = (pd.read_parquet(directory / name) for name in TABLES.values())
+        if samples.empty:
+            raise UserError(f"{directory / 'train.parquet'}: no training samples; re-run `ragtune prepare`")
+        if held_out.empty:
+            raise UserError(
+                f"{directory / 'eval.parquet'}: no held-out queries; re-run `ragtune prepare` "
+                "(data.eval_fraction > 0, or qrels/dev.tsv)"
+            )
+        extras = [_read_json(directory / name) for name in ("summary.json", "audit.json")]
+        return cls(samples, held_out, corpus, *extras)
+
+    def write(self, directory: Path, config_yaml: str) -> None:
+        """The files of a prepared directory; the caller makes the directory swap atomic."""
+        for attribute, name in TABLES.items():
+            getattr(self, attribute).to_parquet(directory / name, index=False)
+        (directory / "audit.json").write_text(json.dumps(self.audit, indent=2) + "\n", encoding="utf-8")
+        (directory / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n", encoding="utf-8")
+        (directory / "config.yaml").write_text(config_yaml, encoding="utf-8")
+
+
+def resolve(directory: Path) -> Path:
+    """The prepared directory (also given as its train.parquet), checked to hold the three tables."""
+    directory = Path(directory)
+    if directory.is_file() and directory.suffix == ".parquet":
+        directory = directory.parent
+    missing = [name for name in TABLES.values() if not (directory / name).is_file()]
+    if missing:
+        raise UserError(f"{directory}: missing {', '.join(missing)}; pass the output of `ragtune prepare` to --data")
+    return directory
+
+
+def data_fingerprint(directory: Path) -> dict[str, str]:
+    """sha256 of each table: a checkpoint resumes only on the very data it was trained on."""
+    directory = resolve(directory)
+    digests = {}
+    for name in TABLES.values():
+        with (directory / name).open("rb") as handle:
+            digests[name] = hashlib.file_digest(handle, "sha256").hexdigest()
+    return digests
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

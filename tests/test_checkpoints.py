@@ -1,0 +1,84 @@
+"""The one resume policy, case by case, on run directories built by hand (no training needed)."""
+
+import pytest
+
+from ragtune.checkpoints import plan_start, seal
+from ragtune.errors import UserError
+
+PRINT = {"data": {"train.parquet": "aa"}, "settings": {"train.epochs": 2}}
+
+
+def checkpoint(run, step: int, fingerprint=PRINT, intact: bool = True):
+    path = run / "checkpoints" / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"weights")
+    seal(path, {"run": {}, "negatives": [], "fingerprint": fingerprint})
+    if not intact:
+        (path / "model.safetensors").write_bytes(b"torn")
+    return path
+
+
+@pytest.mark.parametrize("continuing", [True, False])
+def test_nothing_there_starts_fresh(tmp_path, continuing):
+    assert plan_start(tmp_path / "run", PRINT, continuing=continuing, overwrite=False).action == "fresh"
+    assert (tmp_path / "run").is_dir()
+
+
+def test_newest_intact_checkpoint_resumes_and_torn_ones_are_skipped(tmp_path):
+    run = tmp_path / "run"
+    checkpoint(run, 3)
+    checkpoint(run, 6, intact=False)
+    with pytest.warns(UserWarning, match="checkpoint-6: incomplete"):
+        start = plan_start(run, PRINT, continuing=True, overwrite=False)
+    assert start.action == "resume" and start.checkpoint.name == "checkpoint-3"
+
+
+def test_leftovers_of_a_run_that_died_before_its_first_checkpoint_are_cleared(tmp_path):
+    run = tmp_path / "run"
+    (run / "tensorboard").mkdir(parents=True)
+    checkpoint(run, 2, intact=False)
+    with pytest.warns(UserWarning):
+        assert plan_start(run, PRINT, continuing=True, overwrite=False).action == "fresh"
+    assert list(run.iterdir()) == []
+
+
+def test_finished_run_is_complete_and_untouched(tmp_path):
+    run = tmp_path / "run"
+    checkpoint(run, 4)
+    (run / "model").mkdir()
+    (run / "metrics.json").write_text("{}")
+    assert plan_start(run, {"other": 1}, continuing=True, overwrite=False).action == "complete"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "metrics.json", "model"]
+
+
+def test_other_data_or_settings_name_what_differs(tmp_path):
+    run = tmp_path / "run"
+    checkpoint(run, 3)
+    with pytest.raises(UserError, match=r"other settings \(train.epochs: 2 then, 3 now\)"):
+        plan_start(run, {**PRINT, "settings": {"train.epochs": 3}}, continuing=True, overwrite=False)
+    with pytest.raises(UserError, match=r"other data \(train.parquet: "):
+        plan_start(run, {**PRINT, "data": {"train.parquet": "bb"}}, continuing=True, overwrite=False)
+
+
+def test_files_that_are_not_a_run_are_never_removed(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "thesis.tex").write_text("years of work")
+    with pytest.raises(UserError, match="holds thesis.tex but no intact checkpoint"):
+        plan_start(run, PRINT, continuing=True, overwrite=False)
+    with pytest.raises(UserError, match="already exists; pass --resume"):
+        plan_start(run, PRINT, continuing=False, overwrite=False)
+    assert (run / "thesis.tex").read_text() == "years of work"
+
+
+def test_overwrite_replaces_a_run_only_when_not_continuing(tmp_path):
+    run = tmp_path / "run"
+    checkpoint(run, 3)
+    assert plan_start(run, PRINT, continuing=False, overwrite=True).action == "fresh"
+    assert list(run.iterdir()) == []
+
+
+def test_a_file_in_place_of_the_run_directory(tmp_path):
+    (tmp_path / "run").write_text("")
+    with pytest.raises(UserError, match="not a directory"):
+        plan_start(tmp_path / "run", PRINT, continuing=True, overwrite=False)
