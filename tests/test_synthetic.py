@@ -73,6 +73,12 @@ def test_per_generator_counts_and_queries_per_passage():
     assert audit.passages == audit.passages_used == 20
 
 
+def test_fewer_queries_than_generators_leaves_the_last_ones_out_without_counting_a_drop():
+    queries, audit = generate_queries(random_corpus(5), SyntheticSpec(queries_per_passage=2))
+    assert audit.kept == {"ict": 5, "crop": 5, "terms": 0}
+    assert audit.candidates["terms"] == 0 and not any(k.startswith("terms") for k in audit.dropped)
+
+
 def test_queries_are_length_capped_and_spans_are_long_enough():
     rng = random.Random(1)
     long_sentences = " ".join(sentence(rng, 60) for _ in range(4))

@@ -224,6 +224,8 @@ def generate_queries(corpus: pd.DataFrame, spec: SyntheticSpec) -> tuple[pd.Data
         for name in spec.generators:
             rng = random.Random(f"{spec.seed}\x1f{name}\x1f{passage_id}")
             count = per_generator[name]
+            if count == 0:
+                continue
             if name == "ict":
                 candidates = _ict(body, prefix, document, spec, rng, count)
             elif name == "crop":
