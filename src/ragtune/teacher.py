@@ -1,0 +1,242 @@
+"""A teacher for zero-label training (GPL-style pseudo-labels) that needs no download.
+
+The teacher fuses the base model's cosine with BM25. A fixed fusion is no safe teacher: equal-
+weight RRF beat both parts on SciFact and fell far below the base model where BM25 is weak. So the
+BM25 weight is chosen per corpus from evidence the corpus gives: held-out ICT queries (sentences of
+a passage) whose sentence is cut out of their source passage, ranked over the whole corpus.
+
+Why those queries: a span copied from a passage that is still in the passage is found by BM25
+through its rare words almost every time, so spans as evidence would always elect BM25. With the
+sentence removed, the source must be found through what the rest of the passage says about the
+same thing, which is what real queries ask of a retriever. The evidence is still lexically kind
+(sentences of one abstract share vocabulary), so read the table, not only the choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bm25s
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ragtune.errors import UserError
+from ragtune.synthetic import SyntheticSpec, generate_queries
+
+BM25_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+QUERY_CHUNK = 256
+
+
+class Bm25:
+    """Okapi BM25 as `ragtune.evaluate.bm25_rankings` computes it (bm25s tokens, Lucene idf and tf/(tf + norm), k1 1.2,
+    b 0.75, English stopwords), but able to score a text that is not in the index (a training
+    positive with its sentence cut out) against the corpus statistics."""
+
+    def __init__(self, documents: list[str], k1: float = 1.2, b: float = 0.75):
+        tokens = bm25s.tokenize(documents, stopwords="en", show_progress=False)
+        self.vocab: dict[str, int] = tokens.vocab
+        self.k1, self.b = k1, b
+        lengths = np.array([len(ids) for ids in tokens.ids], dtype=np.float64)
+        rows = np.repeat(np.arange(len(documents)), lengths.astype(np.int64))
+        cols = np.fromiter((i for ids in tokens.ids for i in ids), dtype=np.int64, count=int(lengths.sum()))
+        tf = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(documents), len(self.vocab)))
+        tf.sum_duplicates()
+        self.avg_length = max(lengths.mean(), 1e-9)
+        df = np.bincount(tf.indices, minlength=len(self.vocab))
+        self.idf = np.log(1 + (len(documents) - df + 0.5) / (df + 0.5))
+        norm = self.k1 * (1 - self.b + self.b * lengths / self.avg_length)
+        weights = tf.copy()
+        weights.data = self.idf[tf.indices] * tf.data / (tf.data + np.repeat(norm, np.diff(tf.indptr)))
+        self.weights = weights.tocsc()
+
+    def query_terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """Vocabulary ids of the query's tokens and how often each occurs (repeats count, as in bm25s)."""
+        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
+        ids = [self.vocab[t] for t in tokens if t in self.vocab]
+        unique, counts = np.unique(np.array(ids, dtype=np.int64), return_counts=True)
+        return unique, counts.astype(np.float64)
+
+    def corpus_scores(self, query: str) -> np.ndarray:
+        ids, counts = self.query_terms(query)
+        if len(ids) == 0:
+            return np.zeros(self.weights.shape[0])
+        return np.asarray(self.weights[:, ids] @ counts).ravel()
+
+    def text_scores(self, query: str, texts: list[str]) -> np.ndarray:
+        """Scores of any texts, with idf and average length from the indexed corpus."""
+        ids, counts = self.query_terms(query)
+        scores = np.zeros(len(texts))
+        if len(ids) == 0:
+            return scores
+        wanted = dict(zip(ids.tolist(), counts.tolist()))
+        for i, tokens in enumerate(bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)):
+            norm = self.k1 * (1 - self.b + self.b * len(tokens) / self.avg_length)
+            tf: dict[int, int] = {}
+            for token in tokens:
+                term = self.vocab.get(token)
+                if term in wanted:
+                    tf[term] = tf.get(term, 0) + 1
+            scores[i] = sum(wanted[t] * self.idf[t] * n / (n + norm) for t, n in tf.items())
+        return scores
+
+
+def fuse(cosine: np.ndarray, bm25: np.ndarray, bm25_weight: float, best_cosine: float, best_bm25: float) -> np.ndarray:
+    """(1 - w) * cosine + w * BM25 rescaled so the query's best BM25 in the corpus equals its best cosine.
+
+    Both parts then run from about 0 (unrelated) to the same top, and the result stays on the
+    student's cosine scale, so differences of it are MarginMSE labels the student can match. The
+    references are corpus-wide per query, not the scored set, so a score does not depend on
+    which other passages were scored with it. w = 0 is the base model's cosine itself.
+    """
+    scale = best_cosine / best_bm25 if best_bm25 > 0 else 0.0
+    return (1 - bm25_weight) * cosine + bm25_weight * scale * bm25
+
+
+def tie_averaged_rank(scores: np.ndarray, row: int) -> float:
+    """1-based rank of `row`, ties sharing the mean rank (BM25 gives many passages exactly 0)."""
+    own = scores[row]
+    return 1 + float((scores > own).sum()) + float((scores == own).sum() - 1) / 2
+
+
+def source_metrics(ranks: np.ndarray) -> dict[str, float]:
+    """MRR@10, nDCG@10 and Recall@100 of one relevant passage per query at 1-based (maybe tie-averaged) `ranks`."""
+    return {
+        "mrr@10": float(np.mean(np.where(ranks <= 10, 1.0 / ranks, 0.0))),
+        "ndcg@10": float(np.mean(np.where(ranks <= 10, 1.0 / np.log2(ranks + 1), 0.0))),
+        "recall@100": float(np.mean(ranks <= 100)),
+    }
+
+
+@dataclass(frozen=True)
+class TeacherChoice:
+    """The chosen BM25 weight and the evidence for it (one row per candidate teacher)."""
+
+    bm25_weight: float
+    name: str
+    evidence_queries: int
+    evidence: list[dict]
+
+    def as_dict(self) -> dict:
+        return {"bm25_weight": self.bm25_weight, "name": self.name, "evidence_queries": self.evidence_queries,
+                "evidence": self.evidence}  # fmt: skip
+
+
+def teacher_name(bm25_weight: float) -> str:
+    if bm25_weight == 0:
+        return "dense"
+    return "bm25" if bm25_weight == 1 else f"dense+bm25 (w={bm25_weight:g})"
+
+
+def evidence_queries(corpus: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
+    """One ICT query per passage for `count` random passages, its sentence always cut from the positive."""
+    spec = SyntheticSpec(generators=("ict",), queries_per_passage=1, ict_remove_probability=1.0, seed=seed)
+    queries, _ = generate_queries(corpus, spec)
+    queries = queries[queries["query_removed"]]
+    if len(queries) < count:
+        raise UserError(
+            f"the corpus gives {len(queries)} passages with two or more sentences; holding out {count} synthetic "
+            "queries to choose the teacher needs more passages (or a smaller teacher evidence count)"
+        )
+    return queries.sample(n=count, random_state=seed).sort_index().reset_index(drop=True)
+
+
+def evidence_documents(
+    documents: list[str], corpus_ids: list[str], evidence: pd.DataFrame
+) -> tuple[list[str], list[int]]:
+    """The corpus with each evidence source replaced by its positive (the sentence cut out); and those rows.
+
+    The caller re-encodes only those rows with the base model to get the evidence corpus embeddings.
+    """
+    row_of = {did: i for i, did in enumerate(corpus_ids)}
+    rows = [row_of[pid] for pid in evidence["passage_id"]]
+    changed = list(documents)
+    for row, positive in zip(rows, evidence["positive"]):
+        changed[row] = positive
+    return changed, rows
+
+
+def choose_teacher(
+    queries: list[str],
+    query_embeddings: np.ndarray,
+    source_rows: list[int],
+    documents: list[str],
+    corpus_embeddings: np.ndarray,
+    weights: tuple[float, ...] = BM25_WEIGHTS,
+) -> TeacherChoice:
+    """Rank every evidence query over the whole (evidence) corpus with each weight; best nDCG@10 wins.
+
+    Ties go to the smaller BM25 weight (the order of `weights`). Exact: full-corpus scores, no pool.
+    """
+    bm25 = Bm25(documents)
+    ranks = np.zeros((len(weights), len(queries)))
+    for start in range(0, len(queries), QUERY_CHUNK):
+        cosines = query_embeddings[start : start + QUERY_CHUNK] @ corpus_embeddings.T
+        for offset, cosine in enumerate(cosines):
+            i = start + offset
+            lexical = bm25.corpus_scores(queries[i])
+            best_cosine, best_bm25 = float(cosine.max()), float(lexical.max())
+            for w, weight in enumerate(weights):
+                scores = fuse(cosine, lexical, weight, best_cosine, best_bm25)
+                ranks[w, i] = tie_averaged_rank(scores, source_rows[i])
+    evidence = [{"teacher": teacher_name(w), "bm25_weight": w, **source_metrics(r)} for w, r in zip(weights, ranks)]
+    best = max(range(len(weights)), key=lambda w: (evidence[w]["ndcg@10"], -w))
+    return TeacherChoice(weights[best], teacher_name(weights[best]), len(queries), evidence)
+
+
+class FusionTeacher:
+    """Teacher scores on the student's cosine scale: `fuse` of the base model's cosine and BM25."""
+
+    def __init__(self, documents: list[str], corpus_embeddings: np.ndarray, bm25_weight: float):
+        self.bm25_weight = bm25_weight
+        self.corpus_embeddings = corpus_embeddings
+        self.bm25 = Bm25(documents) if bm25_weight > 0 else None
+
+    def score(
+        self,
+        queries: list[str],
+        query_embeddings: np.ndarray,
+        passages: list[list[str]],
+        passage_embeddings: np.ndarray,
+    ) -> np.ndarray:
+        """(queries, k) scores of k passages per query; passage_embeddings is (queries, k, dim) from the base model."""
+        cosine = np.einsum("qd,qkd->qk", query_embeddings, passage_embeddings).astype(np.float64)
+        if self.bm25 is None:
+            return cosine
+        scores = np.empty_like(cosine)
+        for start in range(0, len(queries), QUERY_CHUNK):
+            best_cosines = (query_embeddings[start : start + QUERY_CHUNK] @ self.corpus_embeddings.T).max(axis=1)
+            for offset, best_cosine in enumerate(best_cosines):
+                i = start + offset
+                best_bm25 = float(self.bm25.corpus_scores(queries[i]).max())
+                lexical = self.bm25.text_scores(queries[i], passages[i])
+                scores[i] = fuse(cosine[i], lexical, self.bm25_weight, float(best_cosine), best_bm25)
+        return scores
+
+    def rank_corpus(self, queries: list[str], query_embeddings: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """Top-k corpus rows per query by teacher score: the teacher as a retriever, for the baseline table."""
+        ranked = []
+        for start in range(0, len(queries), QUERY_CHUNK):
+            cosines = query_embeddings[start : start + QUERY_CHUNK] @ self.corpus_embeddings.T
+            for offset, cosine in enumerate(cosines):
+                scores = cosine.astype(np.float64)
+                if self.bm25 is not None:
+                    lexical = self.bm25.corpus_scores(queries[start + offset])
+                    scores = fuse(scores, lexical, self.bm25_weight, float(cosine.max()), float(lexical.max()))
+                top = np.argsort(-scores, kind="stable")[:k]
+                ranked.append([(int(r), float(scores[r])) for r in top])
+        return ranked
+
+
+def flag_false_negatives(positive_scores: np.ndarray, candidate_scores: np.ndarray) -> np.ndarray:
+    """True where the teacher scores a candidate negative at or above the query's positive.
+
+    positive_scores (n,), candidate_scores (n, k); NaN (padding) is never flagged. The mining guard
+    drops these and counts them as dropped_teacher_false_negative.
+    """
+    return np.asarray(candidate_scores) >= np.asarray(positive_scores)[:, None]
+
+
+def margin_labels(positive_scores: np.ndarray, negative_scores: np.ndarray) -> np.ndarray:
+    """MarginMSE labels: teacher(q, positive) - teacher(q, negative), on the student's cosine scale."""
+    return np.asarray(positive_scores) - np.asarray(negative_scores)

@@ -1,0 +1,151 @@
+"""The teacher: BM25 as bm25s computes it, a choice that follows the evidence, scores on the cosine scale."""
+
+from __future__ import annotations
+
+import random
+
+import bm25s
+import numpy as np
+import pandas as pd
+import pytest
+
+from ragtune.errors import UserError
+from ragtune.teacher import (
+    Bm25,
+    FusionTeacher,
+    choose_teacher,
+    evidence_documents,
+    evidence_queries,
+    flag_false_negatives,
+    fuse,
+    source_metrics,
+    tie_averaged_rank,
+)
+
+DOCUMENTS = [
+    "Insulin resistance rises in obese mice fed a high fat diet.",
+    "Tumour suppressor p53 mutations are common in human cancers; p53 loss drives growth.",
+    "Vaccination of children against measles lowers mortality.",
+    "The kinase mTOR controls cell growth and insulin signalling in the liver.",
+    "",
+]
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def test_bm25_matches_bm25s_in_corpus_and_for_outside_texts():
+    ours = Bm25(DOCUMENTS)
+    reference = bm25s.BM25(k1=1.2, b=0.75)
+    reference.index(bm25s.tokenize(DOCUMENTS, stopwords="en", show_progress=False), show_progress=False)
+    for query in ["insulin growth liver", "p53 p53 cancer", "measles vaccine children"]:
+        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
+        expected = reference.get_scores(tokens)
+        np.testing.assert_allclose(ours.corpus_scores(query), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours.text_scores(query, DOCUMENTS), expected, rtol=1e-5, atol=1e-6)
+    assert not ours.corpus_scores("the of and").any()  # only stopwords: no evidence, no crash
+    shorter = ours.text_scores("insulin", ["insulin"])[0]
+    assert shorter > ours.corpus_scores("insulin")[0] > 0  # a short text with the term scores higher
+
+
+def test_fuse_keeps_the_cosine_scale():
+    cosine, bm25 = np.array([0.8, 0.4, 0.1]), np.array([12.0, 3.0, 0.0])
+    np.testing.assert_array_equal(fuse(cosine, bm25, 0.0, 0.8, 12.0), cosine)
+    np.testing.assert_allclose(fuse(cosine, bm25, 1.0, 0.8, 12.0), [0.8, 0.2, 0.0])
+    np.testing.assert_allclose(fuse(cosine, bm25, 0.5, 0.8, 12.0), [0.8, 0.3, 0.05])
+    np.testing.assert_array_equal(fuse(cosine, np.zeros(3), 1.0, 0.8, 0.0), np.zeros(3))
+
+
+def test_tie_averaged_rank_and_source_metrics():
+    assert tie_averaged_rank(np.zeros(5), 2) == 3.0
+    assert tie_averaged_rank(np.array([0.9, 0.5, 0.5, 0.1]), 1) == 2.5
+    metrics = source_metrics(np.array([1.0, 2.0, 11.0, 150.0]))
+    assert metrics["mrr@10"] == pytest.approx((1 + 0.5) / 4)
+    assert metrics["ndcg@10"] == pytest.approx((1 + 1 / np.log2(3)) / 4)
+    assert metrics["recall@100"] == 0.75
+
+
+def lexical_world(n: int, seed: int) -> tuple[list[str], list[str]]:
+    """n passages of distinct made-up words; query i uses three words of passage i."""
+    rng = random.Random(seed)
+    vocab = [f"w{i}x" for i in range(n * 8)]
+    rng.shuffle(vocab)
+    documents = [" ".join(vocab[i * 8 : (i + 1) * 8]) for i in range(n)]
+    queries = [" ".join(rng.sample(documents[i].split(), 3)) for i in range(n)]
+    return queries, documents
+
+
+def test_choice_is_dense_when_bm25_points_at_the_wrong_passage():
+    n = 60
+    queries, documents = lexical_world(n, 0)
+    rng = np.random.default_rng(0)
+    corpus_emb = unit(rng.normal(size=(n, 32)))
+    sources = [(i + 1) % n for i in range(n)]  # the words of query i live in passage i, its source is i + 1
+    query_emb = unit(corpus_emb[sources] + 0.05 * rng.normal(size=(n, 32)))  # dense finds the source
+    choice = choose_teacher(queries, query_emb, sources, documents, corpus_emb)
+    rows = {row["teacher"]: row for row in choice.evidence}
+    assert choice.bm25_weight == 0.0 and choice.name == "dense"
+    assert rows["dense"]["ndcg@10"] == 1.0
+    assert rows["bm25"]["ndcg@10"] < 0.2
+    assert choice.evidence_queries == n and len(choice.evidence) == 7
+
+
+def test_choice_leans_on_bm25_when_dense_vectors_are_noise():
+    n = 60
+    queries, documents = lexical_world(n, 1)
+    rng = np.random.default_rng(1)
+    corpus_emb, query_emb = unit(rng.normal(size=(n, 32))), unit(rng.normal(size=(n, 32)))
+    choice = choose_teacher(queries, query_emb, list(range(n)), documents, corpus_emb)
+    rows = {row["teacher"]: row for row in choice.evidence}
+    assert rows["bm25"]["ndcg@10"] == 1.0
+    assert rows["dense"]["ndcg@10"] < 0.3
+    assert choice.bm25_weight >= 0.5
+    assert rows[choice.name]["ndcg@10"] == 1.0
+
+
+def test_teacher_scores_agree_with_its_corpus_ranking():
+    rng = np.random.default_rng(2)
+    corpus_emb = unit(rng.normal(size=(len(DOCUMENTS), 16)))
+    queries = ["insulin in the liver", "p53 cancer"]
+    query_emb = unit(corpus_emb[[3, 1]] + 0.3 * rng.normal(size=(2, 16)))
+    for weight in (0.0, 0.3, 1.0):
+        teacher = FusionTeacher(DOCUMENTS, corpus_emb, weight)
+        ranked = teacher.rank_corpus(queries, query_emb, k=len(DOCUMENTS))
+        rows = np.array([[r for r, _ in hits] for hits in ranked])
+        scores = teacher.score(queries, query_emb, [[DOCUMENTS[r] for r in row] for row in rows], corpus_emb[rows])
+        np.testing.assert_allclose(scores, [[s for _, s in hits] for hits in ranked], rtol=1e-5, atol=1e-6)
+        assert (np.diff(scores, axis=1) <= 1e-9).all()
+    dense = FusionTeacher(DOCUMENTS, corpus_emb, 0.0).score(queries, query_emb, [DOCUMENTS[:2]] * 2,
+                                                           np.stack([corpus_emb[:2]] * 2))  # fmt: skip
+    np.testing.assert_allclose(dense, query_emb @ corpus_emb[:2].T, rtol=1e-6)
+
+
+def test_flag_false_negatives_at_or_above_the_positive():
+    positive = np.array([0.6, 0.5])
+    candidates = np.array([[0.7, 0.6, 0.59], [np.nan, 0.2, 0.5]])
+    np.testing.assert_array_equal(
+        flag_false_negatives(positive, candidates), [[True, True, False], [False, False, True]]
+    )
+
+
+def corpus_frame(texts: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame({"id": [f"d{i}" for i in range(len(texts))], "title": "", "text": texts})
+    frame["source_id"], frame["document"] = frame["id"], frame["text"]
+    return frame
+
+
+def test_evidence_queries_are_cut_from_their_passages():
+    rng = random.Random(3)
+    texts = [" ".join(f"Sentence {j} of passage {i} has words {rng.random():.3f} here." for j in range(4))
+             for i in range(30)]  # fmt: skip
+    frame = corpus_frame(texts)
+    evidence = evidence_queries(frame, 10, seed=0)
+    assert len(evidence) == 10 and evidence["passage_id"].is_unique and evidence["query_removed"].all()
+    documents, rows = evidence_documents(frame["document"].tolist(), frame["id"].tolist(), evidence)
+    for row, query in zip(rows, evidence["query"]):
+        assert query in texts[row] and query not in documents[row]
+    untouched = set(range(30)) - set(rows)
+    assert all(documents[i] == texts[i] for i in untouched)
+    with pytest.raises(UserError, match="holding out 31 synthetic queries"):
+        evidence_queries(frame, 31, seed=0)
