@@ -81,7 +81,12 @@ def test_passages_only_file_prepares_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     samples = pd.read_parquet(out / "train.parquet")
     corpus = pd.read_parquet(out / "corpus.parquet").set_index("id")
-    assert (samples["anchor"] == corpus.loc[samples["positive_id"], "title"].to_numpy()).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["eval_kind"] == "synthetic" and summary["teacher"]["evidence_queries"] == 24
+    assert set(summary["synthetic"]["kept"]) == {"ict", "crop", "terms"}
+    assert (samples["anchor"] != corpus.loc[samples["positive_id"], "title"].to_numpy()).all()  # no title queries
+    held_out = set(pd.read_parquet(out / "eval.parquet")["positive_id"])
+    assert not held_out & set(samples["positive_id"]), "a held-out passage gave training queries"
     negatives = samples.dropna(subset=["negative_id"])
     assert len(negatives) > 0
     assert (corpus.loc[negatives["negative_id"], "source_id"].to_numpy()

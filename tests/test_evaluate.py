@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -5,8 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
+from ragtune import config as cfg
 from ragtune.data import load_dataset
 from ragtune.embeddings import encode
+from ragtune.errors import UserError
 from ragtune.evaluate import METRICS, dense_rankings, evaluate, retrieval_metrics
 
 
@@ -21,10 +24,8 @@ def test_metrics_equal_sentence_transformers_evaluator(scifact_slice, model):
         queries, corpus, {q: set(d) for q, d in qrels.items()}, precision_recall_at_k=[10, 100],
         show_progress_bar=False, batch_size=64,
     )(model)  # fmt: skip
-    ours = evaluate(
-        dataset, split="test", models=["all-MiniLM-L6-v2"], baselines=[], device="cpu",
-        encode_batch_size=64, cache_dir=None,
-    )["all-MiniLM-L6-v2"]  # fmt: skip
+    section = cfg.EvalConfig(split="test", models=["all-MiniLM-L6-v2"], baselines=[])
+    ours = evaluate(dataset, section, cfg.ModelConfig(device="cpu"))["all-MiniLM-L6-v2"]
     for metric, key in [("ndcg@10", "ndcg@10"), ("mrr@10", "mrr@10"), ("recall@10", "recall@10"),
                         ("recall@100", "recall@100"), ("map@100", "map@100")]:  # fmt: skip
         assert ours[metric] == pytest.approx(reference[f"cosine_{key}"], abs=1e-6), metric
@@ -69,3 +70,21 @@ def test_dense_ranking_is_exact_search(scifact_slice, model):
     scores = corpus_emb @ query_emb[0]
     assert [d for d, _ in ranking[:10]] == [dataset.corpus["id"][i] for i in (-scores).argsort()[:10]]
     assert len(ranking) == 100
+
+
+@pytest.mark.slow
+def test_teacher_baseline_row_is_the_chosen_fusion(scifact_slice, tmp_path):
+    """The zero-label teacher as a retriever beside BM25 and the base; at BM25 weight 0 it is the base exactly."""
+    dataset = load_dataset(scifact_slice)
+    rows = {}
+    for weight in (0.0, 0.5):
+        prepared = tmp_path / str(weight)
+        prepared.mkdir()
+        (prepared / "summary.json").write_text(json.dumps({"teacher": {"bm25_weight": weight}}))
+        section = cfg.EvalConfig(split="test", baselines=["bm25", "teacher"], teacher_of=str(prepared))
+        rows[weight] = evaluate(dataset, section, cfg.ModelConfig(device="cpu"))
+    assert list(rows[0.5]) == ["bm25", "teacher: dense+bm25 (w=0.5) over all-MiniLM-L6-v2", "all-MiniLM-L6-v2"]
+    assert rows[0.0]["teacher: dense over all-MiniLM-L6-v2"] == pytest.approx(rows[0.0]["all-MiniLM-L6-v2"])
+    assert rows[0.5]["teacher: dense+bm25 (w=0.5) over all-MiniLM-L6-v2"] != rows[0.5]["all-MiniLM-L6-v2"]
+    with pytest.raises(UserError, match="names no teacher"):
+        evaluate(dataset, cfg.EvalConfig(baselines=["teacher"], teacher_of=str(tmp_path)), cfg.ModelConfig())

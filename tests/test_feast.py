@@ -182,9 +182,8 @@ def test_prepare_from_feast_matches_prepare_from_files(tmp_path, repo, scifact_s
 
 
 def test_evaluate_via_feast_equals_exact_in_memory(repo, dataset):
-    exact = evaluate(
-        dataset, split="test", models=[MODEL], baselines=["none"], device="cpu", encode_batch_size=64, cache_dir=None
-    )[MODEL]
+    exact = evaluate(dataset, cfg.EvalConfig(split="test", models=[MODEL], baselines=["none"]),
+                     ModelConfig(device="cpu"))[MODEL]  # fmt: skip
     (served,) = rf.evaluate_via_feast(
         dataset, repo, split="test", models=[], device="cpu", encode_batch_size=64
     ).values()

@@ -15,7 +15,7 @@ CONFIG = cfg.load(None, {"model.device": "cpu", "mining.range_min": 0, "mining.r
 
 
 def run_prepare(dataset):
-    return prepare(dataset, CONFIG.data, CONFIG.model, CONFIG.mining, NOW)
+    return prepare(dataset, CONFIG.data, CONFIG.model, CONFIG.mining, CONFIG.synthetic, NOW)
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,34 @@ def test_no_training_positives_is_a_user_error(tmp_path):
     root = write_beir(tmp_path / "b", docs, [{"_id": "q0", "text": "q"}], {"train": [["q0", "d0", 0]]})
     with pytest.raises(UserError, match="no training positives"):
         split_queries(load_dataset(root), 0.1, 0)
+
+
+def test_eval_data_drives_the_held_out_split_and_never_trains(tmp_path):
+    """--eval-data: its queries are the held-out set (real), and a training query with the same text is dropped."""
+    docs = [{"_id": f"d{i}", "title": f"t{i}", "text": "x"} for i in range(4)]
+    queries = [{"_id": f"q{i}", "text": f"query {i}"} for i in range(4)]
+    data = load_dataset(write_beir(tmp_path / "b", docs, queries,
+                                   {"train": [["q0", "d0", 1], ["q1", "d1", 1], ["q2", "d2", 1]]}))  # fmt: skip
+    real = load_dataset(write_beir(tmp_path / "e", docs, [{"_id": "r1", "text": "query 1"}],
+                                   {"test": [["r1", "d1", 1]]}))  # fmt: skip
+    splits = split_queries(data, 0.5, 0, real, "test")
+    assert set(splits.train) == {"q0", "q2"} and splits.eval == {"r1": {"d1": 1.0}}
+    assert splits.eval_kind == "real" and "eval-data" in splits.eval_source
+
+
+def test_passages_only_held_out_queries_are_labelled_synthetic(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(f'{{"id": "p{i}", "title": "title {i}", "text": "text {i}"}}\n' for i in range(10)))
+    assert split_queries(load_dataset(path), 0.2, 0).eval_kind == "synthetic"
+
+
+def test_eval_data_must_judge_the_same_corpus(tmp_path):
+    from ragtune.prepare import load_eval_data
+
+    docs = [{"_id": "d0", "title": "t", "text": "x"}]
+    root = write_beir(tmp_path / "e", docs + [{"_id": "other", "text": "y"}], [{"_id": "r", "text": "q"}],
+                      {"test": [["r", "other", 1]]})  # fmt: skip
+    corpus = load_dataset(write_beir(tmp_path / "b", docs, [{"_id": "q", "text": "q"}], {"train": [["q", "d0", 1]]}))
+    config = cfg.load(None, {"data.eval_data": str(root)})
+    with pytest.raises(UserError, match="passage 'other' that the training corpus does not hold"):
+        load_eval_data(config.data, corpus.corpus)

@@ -222,6 +222,19 @@ def test_early_stopping_ends_training_when_ndcg_stops_improving(prepared_dir, tm
                                 train__early_stopping_patience=1, train__hard_negative_update_frequency=0))  # fmt: skip
     assert result.metrics["train"]["steps"] == 5  # one epoch of 5, not 15
     assert result.metrics["best_step"] == 0  # the base model stays the best, and is what model/ holds
+    assert result.metrics["shipped"] == "base" and result.metrics["best_tuned"]["step"] == 5
     base = load_file(resolve_model("all-MiniLM-L6-v2") / "model.safetensors")
     kept = load_file(result.model_dir / "model.safetensors")
     assert all(np.array_equal(base[k], kept[k]) for k in kept)
+
+
+def test_never_ship_worse_unless_asked(prepared_dir, tmp_path, capsys):
+    """A tuned model that does not beat the base on the held-out queries is not shipped; --keep-worse ships it."""
+    worse = {"train__epochs": 1, "train__learning_rate": 3e-2, "train__hard_negative_update_frequency": 0}
+    result = api.train(train_config(prepared_dir, tmp_path / "safe", **worse))
+    metrics = result.metrics
+    assert metrics["best_tuned"]["ndcg@10"] < metrics["base"]["ndcg@10"], "the fixture must make a worse model"
+    assert metrics["shipped"] == "base" and "holds the base model" in capsys.readouterr().out
+    kept = api.train(train_config(prepared_dir, tmp_path / "kept", train__keep_worse=True, **worse))
+    assert kept.metrics["shipped"] == "tuned" and kept.metrics["best_step"] == 5
+    assert kept.metrics["tuned"]["ndcg@10"] == pytest.approx(metrics["best_tuned"]["ndcg@10"], abs=1e-6)

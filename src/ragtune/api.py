@@ -13,7 +13,7 @@ from ragtune import config as cfg
 def prepare(config: cfg.Config, overwrite: bool = False) -> Path:
     """Training samples, held-out split, corpus and mining audit in `config.data.output`."""
     from ragtune import prepare as stage
-    from ragtune.data import load_dataset
+    from ragtune.data import Dataset, load_dataset
     from ragtune.outputs import atomic_dir, check_output_dir
 
     d = config.data
@@ -25,7 +25,9 @@ def prepare(config: cfg.Config, overwrite: bool = False) -> Path:
         dataset, timestamp, view = dataset_from_feast(Path(d.from_feast), d.path, d.max_text_chars)
     else:
         dataset, timestamp = load_dataset(d.path, d.max_text_chars), stage.input_timestamp(Path(d.path))
-    prepared = stage.prepare(dataset, d, config.model, config.mining, timestamp)
+    if d.corpus_only:
+        dataset = Dataset("passages", dataset.corpus, {}, {})
+    prepared = stage.prepare(dataset, d, config.model, config.mining, config.synthetic, timestamp)
     if d.from_feast:
         prepared.summary["passages_from"] = f"feast {d.from_feast} ({view})"
     with atomic_dir(output, overwrite) as tmp:
@@ -39,17 +41,13 @@ def evaluate(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str,
     """Metrics of each model (and BM25) on one qrels split, with metrics.json/.md/.png."""
     from ragtune import evaluate as stage
     from ragtune.data import load_dataset
-    from ragtune.models import cache_dir
     from ragtune.outputs import atomic_dir, check_output_dir
 
     e, m = config.eval, config.model
     output = Path(e.output)
     check_output_dir(output, overwrite)
     dataset = load_dataset(config.data.path, config.data.max_text_chars)
-    results = stage.evaluate(
-        dataset, split=e.split, models=[] if e.via_feast else e.models or [m.name], baselines=e.baselines,
-        device=m.device, encode_batch_size=m.encode_batch_size, cache_dir=cache_dir(m),
-    )  # fmt: skip
+    results = stage.evaluate(dataset, e, m)
     if e.via_feast:  # the model is the one the repo serves; its rankings come from the online store
         from ragtune.feast import evaluate_via_feast
 
@@ -78,10 +76,21 @@ def train(config: cfg.Config, overwrite: bool = False, resume: bool = False, cal
     if result.already_complete:
         print(f"{config.train.output}: already complete; {result.model_dir} left as it is (--overwrite trains again)")
         return result
-    base, tuned, run = result.metrics["base"], result.metrics["tuned"], result.metrics["train"]
-    print(f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); held-out nDCG@10 "
-          f"{base.get('ndcg@10', float('nan')):.4f} -> {tuned['ndcg@10']:.4f}")  # fmt: skip
+    metrics = result.metrics
+    base, run, label = metrics["base"], metrics["train"], held_out_label(metrics)
+    best = metrics["best_tuned"]
+    print(f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); {label} nDCG@10 "
+          f"base {base.get('ndcg@10', float('nan')):.4f}, best epoch "
+          f"{best['ndcg@10'] if best else float('nan'):.4f}")  # fmt: skip
+    if metrics["shipped"] == "base":
+        print(f"no tuned epoch beat the base model on the {label} queries: {result.model_dir} holds the base model "
+              "(--keep-worse ships the best tuned epoch instead)")  # fmt: skip
     return result
+
+
+def held_out_label(metrics: dict) -> str:
+    """'held-out' for real queries, 'held-out synthetic' when they were made from the passages."""
+    return "held-out synthetic" if metrics.get("heldout", {}).get("kind") == "synthetic" else "held-out"
 
 
 def report(run_dir: Path, eval_dir: Path | None = None, output: Path | None = None) -> Path:

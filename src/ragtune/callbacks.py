@@ -43,13 +43,15 @@ class RunState:
 @dataclass(frozen=True)
 class Duties:
     """When the callback acts: `epochs` of training, re-mining every `remine_every` epochs (0: never),
-    stopping after `patience` evaluations without gain (0: never)."""
+    stopping after `patience` evaluations without gain (0: never). The base model (step 0) competes
+    for best unless `keep_worse`: then the best tuned epoch ships even if the base was better."""
 
     epochs: int
     remine_every: int
     patience: int
     full_max_seq_length: int
     guard: MiningParams
+    keep_worse: bool = False
 
 
 class RagtuneCallback(TrainerCallback):
@@ -87,6 +89,8 @@ class RagtuneCallback(TrainerCallback):
         state.history.append({"step": step, "epoch": epoch, **scores})
         if step == 0:
             state.base_metrics = scores
+            if self.duties.keep_worse:
+                return False, False
         if score > state.best_score:
             state.best_score, state.best_step, state.evaluations_without_gain = score, step, 0
             return True, False

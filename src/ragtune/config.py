@@ -45,6 +45,15 @@ class DataConfig:
     )
     seed: int = _option(42, "seed for the held-out split and random negatives")
     max_text_chars: int = _option(20000, "longer passages/queries are truncated (with a warning)")
+    corpus_only: bool = _option(
+        False, "zero-label: train from the passages of a BEIR directory alone, ignoring its queries and qrels"
+    )
+    eval_data: str = _option(
+        "",
+        "real labelled queries (a BEIR directory) that pick the best model each epoch; never trained on",
+        "--eval-data",
+    )
+    eval_split: str = _option("test", "qrels split of --eval-data to evaluate on")
     from_feast: str = _option(
         "", "prepare: passages from this Feast repo's offline store (--data adds queries/qrels)", "--from-feast"
     )
@@ -58,6 +67,24 @@ class MiningConfig:
     min_score: float = _option(0.3, "similarity floor: weaker candidates teach nothing")
     relative_margin: float = _option(0.95, "drop candidates scoring above this x the positive's score")
     random_negative_ratio: float = _option(0.0, "random-negative rows per training pair")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    generators: list[str] = _option(
+        ["ict", "crop", "terms"],
+        "passages-only input: query generators (ict: a sentence, mostly cut from its positive; crop: a span; "
+        "terms: salient words); none given in a file ([]): titles are the queries",
+        "--generator",
+    )
+    queries_per_passage: int = _option(4, "synthetic queries per passage, shared round-robin by the generators")
+    max_query_words: int = _option(32, "longer synthetic queries are cut to this many words")
+    ict_remove_probability: float = _option(0.9, "ict: how often the query sentence is cut out of its positive")
+    evidence_queries: int = _option(
+        200,
+        "held-out synthetic queries (never trained on): choose the teacher and, without --eval-data, the best model",
+    )
+    teacher: str = _option("fusion", "fusion (the base model + BM25, weighed on the held-out queries) or none")
 
 
 @dataclass(frozen=True)
@@ -79,13 +106,19 @@ class TrainConfig:
     logging_steps: int = _option(5, "log loss and learning rate every N steps")
     seed: int = _option(42, "seed for data order, negatives and initialisation")
     gather_across_devices: bool = _option(False, "mnrl/cached-mnrl under DDP: in-batch negatives from all ranks")
+    keep_worse: bool = _option(
+        False, "ship the best tuned epoch even when it does not beat the base model on the held-out queries"
+    )
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     models: list[str] = _option([], "models to evaluate (default: model.name); repeat the flag", "--model")
     split: str = _option("test", "qrels split to evaluate")
-    baselines: list[str] = _option(["bm25"], "lexical baselines to add (bm25 or none)", "--baseline")
+    baselines: list[str] = _option(
+        ["bm25"], "baselines to add: bm25, teacher (the zero-label teacher of --teacher-of), or none", "--baseline"
+    )
+    teacher_of: str = _option("", "a prepared directory whose zero-label teacher (summary.json) is a baseline")
     output: str = _option("runs/eval", "directory for metrics.json, metrics.md, metrics.png", "--output")
     via_feast: str = _option(
         "", "evaluate what this Feast repo serves (its indexed model) instead of in memory", "--via-feast"
@@ -119,6 +152,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     feast: FeastConfig = field(default_factory=FeastConfig)
@@ -126,6 +160,8 @@ class Config:
 
 
 BACKENDS = ("kubernetes", "local")
+TEACHERS = ("fusion", "none")
+GENERATORS = ("ict", "crop", "terms")  # ragtune.synthetic implements them
 
 SECTIONS: dict[str, type] = {name: kind for name, kind in typing.get_type_hints(Config).items()}
 
@@ -134,7 +170,7 @@ SECTIONS: dict[str, type] = {name: kind for name, kind in typing.get_type_hints(
 MODEL_IO = ["model.device", "model.encode_batch_size", "model.cache_dir"]
 GUARD = ["mining.range_min", "mining.range_max", "mining.min_score", "mining.relative_margin"]
 STAGE_FIELDS: dict[str, list[str]] = {
-    "prepare": ["data.*", "model.*", "mining.*"],
+    "prepare": ["data.*", "model.*", "mining.*", "synthetic.*"],
     "train": ["train.*", "model.name", *MODEL_IO, *GUARD],
     "evaluate": ["data.path", "data.max_text_chars", *MODEL_IO, "eval.*"],
     "demo": ["model.device", "model.cache_dir"],
@@ -235,6 +271,12 @@ def validate(config: Config, source: str = "config") -> None:
         (t.checkpoint_steps > 0, "train.checkpoint_steps", "a positive integer"),
         (t.early_stopping_patience >= 0, "train.early_stopping_patience", "0 or more"),
         (t.logging_steps > 0, "train.logging_steps", "a positive integer"),
+        (set(config.synthetic.generators) <= set(GENERATORS), "synthetic.generators", "among " + ", ".join(GENERATORS)),
+        (config.synthetic.queries_per_passage > 0, "synthetic.queries_per_passage", "a positive integer"),
+        (config.synthetic.max_query_words >= 4, "synthetic.max_query_words", "at least 4"),
+        (0 <= config.synthetic.ict_remove_probability <= 1, "synthetic.ict_remove_probability", "in [0, 1]"),
+        (config.synthetic.evidence_queries >= 5, "synthetic.evidence_queries", "at least 5"),
+        (config.synthetic.teacher in TEACHERS, "synthetic.teacher", " or ".join(TEACHERS)),
         (config.feast.top_k > 0, "feast.top_k", "a positive integer (--top-k)"),
         (config.feast.embedding_dim > 0, "feast.embedding_dim", "the model's embedding size, a positive integer"),
         (config.kubeflow.backend in BACKENDS, "kubeflow.backend", " or ".join(BACKENDS)),

@@ -78,34 +78,50 @@ def evaluation_qrels(dataset: Dataset, split: str) -> Qrels:
     return qrels
 
 
-def evaluate(
-    dataset: Dataset,
-    *,
-    split: str,
-    models: list[str],
-    baselines: list[str],
-    device: str,
-    encode_batch_size: int,
-    cache_dir: Path | None,
-) -> dict[str, dict[str, float]]:
-    """Metrics per system, baselines first, in the order given."""
-    qrels = evaluation_qrels(dataset, split)
+def teacher_weight(prepared_dir: str) -> float:
+    """The BM25 weight `prepare` chose for its zero-label teacher."""
+    import json
+
+    summary = Path(prepared_dir) / "summary.json"
+    try:
+        return float(json.loads(summary.read_text(encoding="utf-8"))["teacher"]["bm25_weight"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(
+            f"--baseline teacher: {summary} names no teacher; pass --teacher-of a directory `ragtune prepare` "
+            "made from passages only"
+        ) from None
+
+
+def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
+    """Metrics per system on split `e.split`: baselines first, then each model of the `eval:` section, in order.
+
+    The teacher row ranks with the first model (the base) fused with BM25, as `prepare` chose it."""
+    from ragtune.models import cache_dir
+
+    qrels = evaluation_qrels(dataset, e.split)
     query_ids = sorted(qrels)
     query_texts = [dataset.queries[q] for q in query_ids]
     doc_ids, documents = dataset.corpus["id"].tolist(), dataset.corpus["document"].tolist()
-    unknown = [b for b in baselines if b not in ("bm25", "none")]
+    unknown = [b for b in e.baselines if b not in ("bm25", "teacher", "none")]
     if unknown:
-        raise UserError(f"--baseline {unknown[0]}: unknown baseline; use bm25 or none")
+        raise UserError(f"--baseline {unknown[0]}: unknown baseline; use bm25, teacher or none")
+    weight = teacher_weight(e.teacher_of) if "teacher" in e.baselines else None
+    models = [] if e.via_feast else e.models or [model.name]
     model_paths = {name: resolve_model(name) for name in models}  # fail before any slow work
     results: dict[str, dict[str, float]] = {}
-    if "bm25" in baselines:
+    if "bm25" in e.baselines:
         results["bm25"] = retrieval_metrics(bm25_rankings(query_texts, query_ids, documents, doc_ids), qrels)
-    for name in models:
-        model = load_model(name, device)
-        corpus_emb = encode_corpus_cached(
-            model, model_fingerprint(model_paths[name]), documents, encode_batch_size, cache_dir
-        )
-        query_emb = encode(model, query_texts, encode_batch_size, "query", "encode queries")
+    for index, name in enumerate(models):
+        encoder = load_model(name, model.device)
+        key = model_fingerprint(model_paths[name])
+        corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
+        query_emb = encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")
+        if index == 0 and weight is not None:
+            from ragtune.teacher import FusionTeacher, teacher_name
+
+            ranked = FusionTeacher(documents, corpus_emb, weight).rank_corpus(query_texts, query_emb, CUTOFF)
+            rankings = {q: [(doc_ids[r], s) for r, s in hits] for q, hits in zip(query_ids, ranked)}
+            results[f"teacher: {teacher_name(weight)} over {name}"] = retrieval_metrics(rankings, qrels)
         results[name] = retrieval_metrics(dense_rankings(query_emb, corpus_emb, query_ids, doc_ids), qrels)
     return results
 

@@ -40,6 +40,7 @@ class MiningAudit:
     dropped_same_source: int = 0
     dropped_below_min_score: int = 0
     dropped_above_relative_margin: int = 0
+    dropped_teacher_false_negative: int = 0  # zero-label input: the teacher scores it at or above the positive
     kept: int = 0
     selected: int = 0
     pairs_without_negative: int = 0

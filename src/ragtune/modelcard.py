@@ -33,13 +33,15 @@ def ragtune_sections(metrics: dict, config: cfg.Config, audit: dict) -> str:
     base, tuned, train = metrics["base"], metrics["tuned"], metrics["train"]
     rows = "\n".join(f"| {m} | {base.get(m, float('nan')):.4f} | {tuned[m]:.4f} |" for m in METRICS)
     chosen = "the base model (no epoch beat it)" if metrics["best_step"] <= 0 else f"step {metrics['best_step']}"
+    held_out = metrics.get("heldout", {})
+    kind = "synthetic queries made from the passages" if held_out.get("kind") == "synthetic" else "real queries"
     return f"""## ragtune
 
 Tuned from `{config.model.name}` with the `{train["loss"]}` loss, {train["epochs"]} epoch(s), {train["steps"]} steps,
 global batch {train["global_batch_size"]} ({train["per_device_batch_size"]} x {train["world_size"]} process(es)).
 These weights are {chosen}: the best held-out nDCG@10.
 
-### Held-out retrieval (full corpus, exact search)
+### Held-out retrieval: {held_out.get("queries")} {kind} ({held_out.get("source")}), full corpus, exact search
 
 | metric | base | tuned |
 |---|---|---|

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ragtune.config import DataConfig, MiningConfig, ModelConfig
+from ragtune import zero_label
+from ragtune.config import DataConfig, MiningConfig, ModelConfig, SyntheticConfig
 from ragtune.data import Dataset, Qrels
 from ragtune.embeddings import encode, encode_corpus_cached
 from ragtune.errors import UserError
@@ -28,20 +29,30 @@ SAMPLE_COLUMNS = [
 class Splits:
     train: Qrels
     eval: Qrels
-    eval_source: str  # "dev" qrels, or a held-out share of the training queries
+    eval_source: str  # dev qrels, a held-out share of the training queries, or --eval-data
+    eval_kind: str  # "real" queries, or "synthetic" ones made from the passages
 
 
-def split_queries(dataset: Dataset, eval_fraction: float, seed: int) -> Splits:
-    """Training positives minus any test query; evaluation from dev qrels or held out by query."""
+def split_queries(dataset: Dataset, eval_fraction: float, seed: int, real: Dataset | None = None,
+                  real_split: str = "test") -> Splits:  # fmt: skip
+    """Training positives minus any test query; evaluation from `real` (--eval-data), dev qrels, or held out
+    by query. A query of the evaluation set never trains, even when both name it differently."""
     train = dataset.positives("train")
     if not train:
         raise UserError("no training positives: qrels/train.tsv (or the passages) gave no pair with score > 0")
     test_queries = set(dataset.qrels.get("test", {}))
     train = {qid: docs for qid, docs in train.items() if qid not in test_queries}
+    kind = "real" if dataset.kind == "beir" else "synthetic"
+    if real is not None:
+        held_out = real.positives(real_split)
+        texts = {real.queries[q] for q in held_out}
+        train = {q: d for q, d in train.items() if q not in held_out and dataset.queries[q] not in texts}
+        return Splits(train, held_out, f"--eval-data qrels/{real_split}", "real")
     if "dev" in dataset.qrels:
         held_out = dataset.positives("dev")
         train = {qid: docs for qid, docs in train.items() if qid not in held_out}
-        return Splits(train, held_out, "dev")
+        source = "dev" if kind == "real" else f"{len(held_out)} held-out synthetic queries (ict, sentence cut out)"
+        return Splits(train, held_out, source, kind)
     query_ids = sorted(train)
     n_eval = max(1, int(round(eval_fraction * len(query_ids))))  # best-model choice needs held-out queries
     if n_eval >= len(query_ids):
@@ -51,7 +62,28 @@ def split_queries(dataset: Dataset, eval_fraction: float, seed: int) -> Splits:
         {q: d for q, d in train.items() if q not in chosen},
         {q: d for q, d in train.items() if q in chosen},
         f"{eval_fraction:.0%} of training queries",
+        kind,
     )
+
+
+def load_eval_data(data: DataConfig, corpus: pd.DataFrame) -> Dataset | None:
+    """--eval-data: real queries and qrels over this corpus, checked before any slow work."""
+    from ragtune.data import load_dataset
+    from ragtune.evaluate import evaluation_qrels
+
+    if not data.eval_data:
+        return None
+    real = load_dataset(data.eval_data, data.max_text_chars)
+    if real.kind != "beir":
+        raise UserError(f"--eval-data {data.eval_data}: expected a BEIR directory (queries.jsonl, qrels/)")
+    qrels = evaluation_qrels(real, data.eval_split)
+    missing = sorted({did for docs in qrels.values() for did in docs} - set(corpus["id"]))
+    if missing:
+        raise UserError(
+            f"--eval-data {data.eval_data}: qrels/{data.eval_split} names passage '{missing[0]}' that the "
+            f"training corpus does not hold ({len(missing)} such); judge queries over the same corpus"
+        )
+    return real
 
 
 def sample_id(*parts: str) -> str:
@@ -66,9 +98,13 @@ def compose_samples(
     hard: list[list[int]],
     random_draws: list[tuple[int, int]],
     timestamp: datetime,
+    positive_text: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """One row per (pair, negative); a pair with no mined negative still yields a positive-only row."""
+    """One row per (pair, negative); a pair with no mined negative still yields a positive-only row.
+
+    `positive_text` gives a query's positive as it trains, where it differs from the passage (ICT)."""
     ids, docs = corpus["id"].tolist(), corpus["document"].tolist()
+    positive_text = positive_text or {}
     rows = []
 
     def add(kind: str, pair_index: int, negative: int | None) -> None:
@@ -78,7 +114,8 @@ def compose_samples(
         rows.append(
             (
                 sample_id(qid, ids[positive], kind, neg_id or ""), timestamp, kind, qid, queries[qid],
-                ids[positive], docs[positive], neg_id, docs[negative] if negative is not None else None,
+                ids[positive], positive_text.get(qid, docs[positive]), neg_id,
+                docs[negative] if negative is not None else None,
             )
         )  # fmt: skip
 
@@ -115,10 +152,14 @@ def eval_frame(corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, time
     return pd.DataFrame(rows, columns=[*SAMPLE_COLUMNS, "score"])
 
 
-def prepare(
-    dataset: Dataset, data: DataConfig, model: ModelConfig, mining: MiningConfig, timestamp: datetime
-) -> Prepared:
-    splits = split_queries(dataset, data.eval_fraction, data.seed)
+def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: MiningConfig, synthetic: SyntheticConfig,
+            timestamp: datetime) -> Prepared:  # fmt: skip
+    real = load_eval_data(data, dataset.corpus)
+    made = None
+    if dataset.kind == "passages" and synthetic.generators:
+        made = zero_label.synthetic_dataset(dataset, synthetic, data.seed)
+        dataset = made.dataset
+    splits = split_queries(dataset, data.eval_fraction, data.seed, real, data.eval_split)
     corpus = dataset.corpus
     row_of = {did: i for i, did in enumerate(corpus["id"])}
     query_ids = sorted(splits.train)
@@ -129,19 +170,33 @@ def prepare(
 
     hard: list[list[int]] = [[] for _ in pairs]
     audit = MiningAudit(pairs=len(pairs), pairs_without_negative=len(pairs))
-    params = MiningParams.of(mining, mining.hard_negatives_per_query)
-    if params.num_negatives > 0:
+    extras = {}
+    wanted = mining.hard_negatives_per_query
+    with_teacher = made is not None and synthetic.teacher == "fusion" and wanted > 0
+    if wanted > 0:
         encoder = load_model(model.name, model.device)
         key = model_fingerprint(resolve_model(model.name))
         documents = corpus["document"].tolist()
         corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
         texts = [dataset.queries[q] for q in query_ids]
         query_emb = encode(encoder, texts, model.encode_batch_size, "query", "encode queries")
-        hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, params)
+        spare = zero_label.TEACHER_SPARE if with_teacher else 0
+        hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, MiningParams.of(mining, wanted + spare))
+        if with_teacher:
+            choice = zero_label.choose(encoder, made, corpus_emb, model.encode_batch_size)
+            teacher = zero_label.FusionTeacher(documents, corpus_emb, choice.bm25_weight)
+            hard, vetoed = zero_label.teacher_vetoes(teacher, texts, query_emb, documents, corpus_emb, pairs, hard,
+                                                     wanted)  # fmt: skip
+            audit.dropped_teacher_false_negative, audit.kept = vetoed, audit.kept - vetoed
+            extras["teacher"] = choice.as_dict()
+        hard = [negatives[:wanted] for negatives in hard]
+        audit.selected = sum(map(len, hard))
+        audit.pairs_without_negative = sum(not negatives for negatives in hard)
     rng = np.random.default_rng(data.seed)
     draws = random_negatives(pairs, positives, sources, mining.random_negative_ratio, rng)
-    samples = compose_samples(corpus, dataset.queries, query_ids, pairs, hard, draws, timestamp)
-    held_out = eval_frame(corpus, dataset.queries, splits.eval, timestamp)
+    positive_text = made.positive_text if made else None
+    samples = compose_samples(corpus, dataset.queries, query_ids, pairs, hard, draws, timestamp, positive_text)
+    held_out = eval_frame(corpus, real.queries if real else dataset.queries, splits.eval, timestamp)
     summary = {
         "input_kind": dataset.kind,
         "corpus_passages": len(corpus),
@@ -149,7 +204,10 @@ def prepare(
         "train_pairs": len(pairs),
         "eval_queries": len(splits.eval),
         "eval_source": splits.eval_source,
+        "eval_kind": splits.eval_kind,
         "samples": samples["kind"].value_counts().to_dict(),
+        **({"synthetic": made.audit} if made else {}),
+        **extras,
     }
     return Prepared(samples, held_out, corpus, summary, audit.as_dict())
 

@@ -69,6 +69,11 @@ def _sibling_eval(run_dir: Path) -> Path | None:
     return path if any(Path(name).parts[-2:] == (run_dir.name, "model") for name in systems) else None
 
 
+def held_out_name(metrics: dict) -> str:
+    synthetic = (metrics.get("heldout") or {}).get("kind") == "synthetic"
+    return "Held-out (synthetic queries made from the passages)" if synthetic else "Held-out"
+
+
 def collect(run_dir: Path, eval_dir: Path | None = None) -> dict:
     """Everything the page shows, read from a run directory (and an evaluate output, if any)."""
     run_dir = Path(run_dir)
@@ -216,7 +221,7 @@ def render(data: dict) -> str:
     sections = []
     if "ndcg@10" in base and "ndcg@10" in tuned:
         sections.append(
-            f'<p class="headline">Held-out nDCG@10: base <b>{base["ndcg@10"]:.4f}</b> → tuned '
+            f'<p class="headline">{_e(held_out_name(metrics))} nDCG@10: base <b>{base["ndcg@10"]:.4f}</b> → tuned '
             f"<b>{tuned['ndcg@10']:.4f}</b> ({tuned['ndcg@10'] - base['ndcg@10']:+.4f})</p>"
         )
     evaluation = data["evaluation"]
@@ -229,7 +234,8 @@ def render(data: dict) -> str:
     held_out = {"base": base, f"tuned (step {metrics.get('best_step', '?')})": tuned}
     deltas = {"tuned − base": {k: tuned[k] - base[k] for k in tuned if k in base and k not in NOT_METRICS}}
     sections.append(
-        "<h2>Held-out split (measured during training)</h2>" + metrics_table(held_out, deltas if base else None)
+        f"<h2>{_e(held_out_name(metrics))} split (measured during training)</h2>"
+        + metrics_table(held_out, deltas if base else None)
     )
     charts = [line_chart(title, data["curves"][tag]) for tag, title in CURVES.items() if data["curves"].get(tag)]
     sections.append(

@@ -25,9 +25,9 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
+from ragtune.config import GENERATORS
 from ragtune.errors import UserError
 
-GENERATORS = ("ict", "crop", "terms")
 SPAN_GENERATORS = {"ict", "crop"}  # min_query_words applies to these; terms queries use terms_per_query
 QUERY_COLUMNS = ["query_id", "query", "passage_id", "generator", "positive", "query_removed"]
 CROP_POSITIVE_FRACTION = (0.1, 0.5)  # Contriever's crop ratio range

@@ -138,7 +138,7 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     )
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if world.is_main else None
     duties = Duties(t.epochs, t.hard_negative_update_frequency, t.early_stopping_patience, full_length,
-                    MiningParams.of(config.mining, store.negatives_per_pair))  # fmt: skip
+                    MiningParams.of(config.mining, store.negatives_per_pair), t.keep_worse)  # fmt: skip
     callback = RagtuneCallback(model, store, evaluator, state, duties, world, writer, fingerprint)
     args = training_arguments(t, run_dir, world, use_cuda, timeout, fresh=start.checkpoint is None)
     trainer = main_process_saves(SentenceTransformerTrainer)(
@@ -150,9 +150,12 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     output = trainer.train(resume_from_checkpoint=str(start.checkpoint) if start.checkpoint else None)
     state = callback.state
     metrics = {
+        "heldout": held_out_description(prepared.summary),
         "base": state.base_metrics,
         "tuned": next(h for h in state.history if h["step"] == state.best_step),
         "best_step": state.best_step,
+        "shipped": "base" if state.best_step <= 0 else "tuned",
+        "best_tuned": max((h for h in state.history if h["step"] > 0), key=lambda h: h["ndcg@10"], default=None),
         "history": state.history,
         "remining": state.remining,
         "train": {
@@ -184,6 +187,12 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
         )  # fmt: skip
         writer.close()
     return TrainResult(run_dir / "model", metrics)
+
+
+def held_out_description(summary: dict) -> dict:
+    """What the held-out metrics were measured on: real queries, or synthetic ones (and then labelled so)."""
+    return {"kind": summary.get("eval_kind", "real"), "source": summary.get("eval_source", ""),
+            "queries": summary.get("eval_queries")}  # fmt: skip
 
 
 def finish_run(run_dir: Path, model, full_length: int, metrics: dict, config: cfg.Config, audit: dict) -> None:

@@ -1,0 +1,91 @@
+"""Passages in, training data out: what `prepare` does when the input has no real queries.
+
+Synthetic queries (synthetic.py) replace titles as the training queries; a held-out set of ICT
+queries, their sentence cut out of the source passage, never trains. Those held-out queries
+choose the teacher (teacher.py: how much BM25 to mix into the base model's cosine) and, unless
+--eval-data brings real queries, measure each epoch, labelled synthetic. The teacher then checks
+the mined negatives: a candidate it scores at or above the positive is a false negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ragtune.config import SyntheticConfig
+from ragtune.data import Dataset, Qrels
+from ragtune.errors import UserError
+from ragtune.synthetic import SyntheticSpec, generate_queries
+from ragtune.teacher import FusionTeacher, choose_teacher, evidence_documents, evidence_queries, flag_false_negatives
+
+MIN_EVIDENCE = 5
+TEACHER_SPARE = 2  # extra candidates mined per pair, for the teacher to veto
+
+
+@dataclass
+class SyntheticInput:
+    dataset: Dataset  # kind "synthetic": train qrels from generated queries, dev qrels from the held-out ones
+    positive_text: dict[str, str]  # query id -> the positive it trains on (ICT cuts its sentence out)
+    evidence: pd.DataFrame
+    audit: dict
+
+
+def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int) -> SyntheticInput:
+    corpus = dataset.corpus
+    count = min(s.evidence_queries, len(corpus) // 5)
+    if count < MIN_EVIDENCE:
+        raise UserError(
+            f"the corpus has {len(corpus)} passages: too few to hold out {MIN_EVIDENCE} synthetic queries "
+            f"(one per 5 passages) and train on the rest; add passages or bring real queries (--eval-data)"
+        )
+    evidence = evidence_queries(corpus, count, seed)
+    training = corpus[~corpus["id"].isin(set(evidence["passage_id"]))]
+    spec = SyntheticSpec(generators=tuple(s.generators), queries_per_passage=s.queries_per_passage,
+                         max_query_words=s.max_query_words, ict_remove_probability=s.ict_remove_probability,
+                         seed=seed)  # fmt: skip
+    queries, audit = generate_queries(training, spec)
+    if queries.empty:
+        raise UserError(
+            "no passage is long enough to make a synthetic query from (16 words or more after its title); "
+            "bring longer passages or real queries"
+        )
+    evidence_ids = [f"heldout:{pid}" for pid in evidence["passage_id"]]
+    texts = dict(zip(queries["query_id"], queries["query"])) | dict(zip(evidence_ids, evidence["query"]))
+    train: Qrels = {qid: {pid: 1.0} for qid, pid in zip(queries["query_id"], queries["passage_id"])}
+    held_out: Qrels = {qid: {pid: 1.0} for qid, pid in zip(evidence_ids, evidence["passage_id"])}
+    synthetic = Dataset("synthetic", corpus, texts, {"train": train, "dev": held_out})
+    return SyntheticInput(synthetic, dict(zip(queries["query_id"], queries["positive"])), evidence, audit.as_dict())
+
+
+def choose(encoder, synthetic: SyntheticInput, corpus_embeddings: np.ndarray, batch_size: int):
+    """The teacher's BM25 weight from the held-out queries, ranked over the corpus with their sentences cut out."""
+    from ragtune.embeddings import encode
+
+    corpus = synthetic.dataset.corpus
+    documents, rows = evidence_documents(corpus["document"].tolist(), corpus["id"].tolist(), synthetic.evidence)
+    evidence_embeddings = corpus_embeddings.copy()
+    evidence_embeddings[rows] = encode(encoder, [documents[r] for r in rows], batch_size, "document")
+    queries = synthetic.evidence["query"].tolist()
+    query_embeddings = encode(encoder, queries, batch_size, "query")
+    return choose_teacher(queries, query_embeddings, rows, documents, evidence_embeddings)
+
+
+def teacher_vetoes(teacher: FusionTeacher, queries: list[str], query_embeddings: np.ndarray, documents: list[str],
+                   corpus_embeddings: np.ndarray, pairs: list[tuple[int, int]], candidates: list[list[int]],
+                   keep: int) -> tuple[list[list[int]], int]:  # fmt: skip
+    """Each pair's first `keep` candidates the teacher scores below the positive; and how many it vetoed."""
+    width = max((len(c) for c in candidates), default=0)
+    if width == 0:
+        return candidates, 0
+    padded = np.array([c + [-1] * (width - len(c)) for c in candidates])
+    rows = np.concatenate([np.array([p for _, p in pairs])[:, None], padded], axis=1)
+    pair_queries = [q for q, _ in pairs]
+    texts = [[documents[r] if r >= 0 else "" for r in row] for row in rows]
+    scores = teacher.score([queries[q] for q in pair_queries], query_embeddings[pair_queries], texts,
+                           corpus_embeddings[np.maximum(rows, 0)])  # fmt: skip
+    candidate_scores = np.where(padded >= 0, scores[:, 1:], np.nan)
+    vetoed = flag_false_negatives(scores[:, 0], candidate_scores)
+    kept = [[r for r, v in zip(row, flags) if r >= 0 and not v][:keep] for row, flags in zip(padded, vetoed)]
+    return kept, int(vetoed.sum())
