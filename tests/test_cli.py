@@ -146,9 +146,13 @@ def test_repros_of_the_training_core_issue(tmp_path, prepared_dir):
     run_dir = tmp_path / "run"
     train = ["train", "--data", prepared_dir, "--output", run_dir, "--epochs", "1", "--batch-size", "16",
              "--max-seq-length", "32", "--hard-negative-update-frequency", "0"]  # fmt: skip
-    assert run(*train).returncode == 0
+    trained = run(*train)
+    assert trained.returncode == 0, trained.stderr
+    assert "{'loss'" not in trained.stdout + trained.stderr  # no raw Trainer dicts: one bar, a line per event
+    assert "train: 100%" in trained.stderr and "the base model: held-out nDCG@10" in trained.stdout + trained.stderr
     weights = (run_dir / "model" / "model.safetensors").read_bytes()
-    again = run(*train, "--resume")
+    again = run(*train, "--resume", "--quiet")
     assert again.returncode == 0, again.stderr
     assert "already complete" in again.stdout and "Traceback" not in again.stderr
+    assert len(again.stdout.splitlines()) == 1 and "it/s" not in again.stderr
     assert (run_dir / "model" / "model.safetensors").read_bytes() == weights

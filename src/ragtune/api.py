@@ -76,8 +76,10 @@ def train(config: cfg.Config, overwrite: bool = False, resume: bool = False, cal
     if result.already_complete:
         print(f"{config.train.output}: already complete; {result.model_dir} left as it is (--overwrite trains again)")
         return result
+    from ragtune.prepared import held_out_label
+
     metrics = result.metrics
-    base, run, label = metrics["base"], metrics["train"], held_out_label(metrics)
+    base, run, label = metrics["base"], metrics["train"], held_out_label(metrics["heldout"]["kind"])
     best = metrics["best_tuned"]
     print(f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); {label} nDCG@10 "
           f"base {base.get('ndcg@10', float('nan')):.4f}, best epoch "
@@ -86,11 +88,6 @@ def train(config: cfg.Config, overwrite: bool = False, resume: bool = False, cal
         print(f"no tuned epoch beat the base model on the {label} queries: {result.model_dir} holds the base model "
               "(--keep-worse ships the best tuned epoch instead)")  # fmt: skip
     return result
-
-
-def held_out_label(metrics: dict) -> str:
-    """'held-out' for real queries, 'held-out synthetic' when they were made from the passages."""
-    return "held-out synthetic" if metrics.get("heldout", {}).get("kind") == "synthetic" else "held-out"
 
 
 def report(run_dir: Path, eval_dir: Path | None = None, output: Path | None = None) -> Path:

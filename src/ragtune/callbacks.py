@@ -9,14 +9,15 @@ rank stops, re-mines and saves at the same step by construction.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from ragtune import console
 from ragtune.checkpoints import seal
 from ragtune.distributed import World, barrier, broadcast_from_main
 from ragtune.embeddings import encode
@@ -52,6 +53,7 @@ class Duties:
     full_max_seq_length: int
     guard: MiningParams
     keep_worse: bool = False
+    label: str = "held-out"  # or "held-out synthetic", for queries made from the passages
 
 
 class RagtuneCallback(TrainerCallback):
@@ -74,6 +76,8 @@ class RagtuneCallback(TrainerCallback):
             self.writer.add_scalar("Evaluation/Positive_Pair_Similarity", scores["positive_pair_similarity"], step)
             decision = (*self._decide(scores, step, epoch), self.state)
         improved, stop, self.state = broadcast_from_main(decision, self.world)
+        what = "the base model" if step == 0 else f"epoch {epoch}"
+        self.say(f"{what}: {self.duties.label} nDCG@10 {scores[PRIMARY_METRIC]:.4f}" + (" (best)" if improved else ""))
         if improved:
             self.best_embeddings = self.evaluator.corpus_embeddings
         control.should_training_stop |= stop
@@ -110,7 +114,8 @@ class RagtuneCallback(TrainerCallback):
                       "seconds": round(time.perf_counter() - started, 1), **audit.as_dict()}  # fmt: skip
             for key in ["new_pairs_added", "dataset_size", *audit.as_dict()]:
                 self.writer.add_scalar(SEED_TAGS.get(key, f"Hard_Negatives/{key}"), record[key], step)
-            print(f"re-mined at epoch {epoch}: {json.dumps(record)}")
+            self.say(f"re-mined at epoch {epoch}: {added} new hard negatives, {audit.pairs_without_negative} pairs "
+                     f"without one ({record['seconds']:.0f} s)")  # fmt: skip
         store.negative, record = broadcast_from_main((store.negative, record), self.world)
         self.state.remining.append(record)
 
@@ -124,6 +129,31 @@ class RagtuneCallback(TrainerCallback):
             seal(checkpoint, {"run": asdict(self.state), "negatives": self.store.state(),
                               "fingerprint": self.fingerprint})  # fmt: skip
 
+    def say(self, line: str) -> None:
+        """One line per event, above the progress bar; rank 0 only."""
+        if self.world.is_main and console.level != "quiet":
+            tqdm.write(line)
+
     def _protect_best(self, args, trainer_state) -> None:
         if self.state.best_step > 0:
             trainer_state.best_model_checkpoint = str(Path(args.output_dir) / f"checkpoint-{self.state.best_step}")
+
+
+class TrainingBar(TrainerCallback):
+    """One bar for the whole run (loss and learning rate beside it), in place of the Trainer's bar and raw log dicts."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs.get('learning_rate', 0):.2e}", refresh=False)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.bar.close()

@@ -53,6 +53,14 @@ def _add_config_flags(parser: argparse.ArgumentParser, patterns: list[str]) -> N
             parser.add_argument(flag, **kwargs)
 
 
+def _add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quiet", "-q", dest="console", action="store_const", const="quiet",
+                       help="print only warnings, errors and the closing summary")  # fmt: skip
+    group.add_argument("--verbose", "-v", dest="console", action="store_const", const="verbose",
+                       help="also the libraries' logs and the Trainer's raw log lines")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ragtune", description="Make a RAG retriever measurably better on your own documents.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -100,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--rank", type=int, default=0, help="node whose log to show (Kubernetes backend)")
         if command == "wait":
             p.add_argument("--timeout", type=int, default=3600, help="seconds to wait")
+    for p in sub.choices.values():
+        _add_verbosity_flags(p)
     board = sub.add_parser("tensorboard", help="serve a run's TensorBoard logs (127.0.0.1 unless --host)")
     board.add_argument("run", type=Path, help="run directory (holding tensorboard/) or a folder of runs")
     board.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to the network")
@@ -177,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     warnings.showwarning = _one_line_warning
+    if getattr(args, "console", None):
+        from ragtune import console
+
+        console.set_level(args.console)
     try:
         if args.command == "tensorboard":
             return serve_tensorboard(args.run, args.host, args.port)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ragtune import console
 from ragtune.outputs import atomic_path
 
 ENCODE_CHUNK = 512  # passages per encode call: bounds memory and gives the progress bar a pulse
@@ -27,7 +28,9 @@ def texts_hash(texts: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def encode(model, texts: list[str], batch_size: int, kind: str = "document", desc: str = "encode") -> np.ndarray:
+def encode(
+    model, texts: list[str], batch_size: int, kind: str = "document", desc: str = "encode", progress: bool = True
+) -> np.ndarray:
     """Unit-normalised float32 embeddings, encoded chunk by chunk into one preallocated array.
 
     Texts go longest first across the whole list (not only within a chunk), so batches carry
@@ -36,7 +39,8 @@ def encode(model, texts: list[str], batch_size: int, kind: str = "document", des
     out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
     encode_fn = model.encode_document if kind == "document" else model.encode_query
     order = np.argsort([-len(text) for text in texts], kind="stable")
-    with tqdm(total=len(texts), desc=desc, unit="text", disable=len(texts) < ENCODE_CHUNK) as bar:
+    hidden = len(texts) < ENCODE_CHUNK or not progress or not console.bars()
+    with tqdm(total=len(texts), desc=desc, unit="text", disable=hidden) as bar:
         for start in range(0, len(texts), ENCODE_CHUNK):
             rows = order[start : start + ENCODE_CHUNK]
             out[rows] = encode_fn(
@@ -66,7 +70,7 @@ def store_corpus_embeddings(
 
 
 def encode_corpus_cached(
-    model, model_key: str, texts: list[str], batch_size: int, cache_dir: Path | None = None
+    model, model_key: str, texts: list[str], batch_size: int, cache_dir: Path | None = None, progress: bool = True
 ) -> np.ndarray:
     """Corpus embeddings from the cache, or encoded once and cached: a re-run never re-encodes."""
     path = corpus_cache_path(model_key, model.max_seq_length, texts, cache_dir)
@@ -74,7 +78,7 @@ def encode_corpus_cached(
         cached = np.load(path, allow_pickle=False)
         if cached.shape[0] == len(texts):
             return cached
-    embeddings = encode(model, texts, batch_size, "document", desc="encode corpus")
+    embeddings = encode(model, texts, batch_size, "document", "encode corpus", progress)
     store_corpus_embeddings(embeddings, model_key, model.max_seq_length, texts, cache_dir)
     return embeddings
 

@@ -57,13 +57,13 @@ class HeldOutEvaluator(BaseEvaluator):
     def encode_corpus(self, model, steps: int) -> np.ndarray:
         if steps <= 0:  # the untouched base model: its corpus embeddings are cached from `prepare`
             key, cache_dir = self.base_cache
-            return encode_corpus_cached(model, key, self.documents, self.batch_size, cache_dir)
-        return encode(model, self.documents, self.batch_size, "document", desc="encode corpus")
+            return encode_corpus_cached(model, key, self.documents, self.batch_size, cache_dir, progress=False)
+        return encode(model, self.documents, self.batch_size, "document", progress=False)  # the training bar shows it
 
     def __call__(self, model, output_path=None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
         with max_length(model, self.max_seq_length):
             corpus = self.encode_corpus(model, steps)
-            queries = encode(model, self.query_texts, self.batch_size, "query")
+            queries = encode(model, self.query_texts, self.batch_size, "query", progress=False)
         self.corpus_embeddings = corpus
         metrics = retrieval_metrics(dense_rankings(queries, corpus, self.query_ids, self.doc_ids), self.qrels)
         q, d = np.array(self.pair_rows).T

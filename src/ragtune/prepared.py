@@ -49,6 +49,11 @@ class Prepared:
         (directory / "config.yaml").write_text(config_yaml, encoding="utf-8")
 
 
+def held_out_label(kind: str) -> str:
+    """How every output names the held-out metric: synthetic queries are never passed off as real ones."""
+    return "held-out synthetic" if kind == "synthetic" else "held-out"
+
+
 def resolve(directory: Path) -> Path:
     """The prepared directory (also given as its train.parquet), checked to hold the three tables."""
     directory = Path(directory)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ragtune import config as cfg
-from ragtune.callbacks import Duties, RagtuneCallback, RunState
+from ragtune import console
+from ragtune.callbacks import Duties, RagtuneCallback, RunState, TrainingBar
 from ragtune.checkpoints import STATE_FILE, plan_start
 from ragtune.distributed import (
     backend,
@@ -39,7 +40,7 @@ from ragtune.modelcard import fill_card_data, write_model_card
 from ragtune.models import cache_dir, load_model, model_fingerprint, pick_device, resolve_model
 from ragtune.negatives import NegativeStore
 from ragtune.outputs import atomic_dir, write_json, write_text
-from ragtune.prepared import Prepared, data_fingerprint
+from ragtune.prepared import Prepared, data_fingerprint, held_out_label
 
 
 @dataclass
@@ -100,6 +101,7 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     import transformers
     from sentence_transformers import SentenceTransformerTrainer
     from torch.utils.tensorboard import SummaryWriter
+    from transformers import PrinterCallback, ProgressCallback
     from transformers.integrations import TensorBoardCallback
 
     t, m = config.train, config.model
@@ -138,7 +140,8 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     )
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if world.is_main else None
     duties = Duties(t.epochs, t.hard_negative_update_frequency, t.early_stopping_patience, full_length,
-                    MiningParams.of(config.mining, store.negatives_per_pair), t.keep_worse)  # fmt: skip
+                    MiningParams.of(config.mining, store.negatives_per_pair), t.keep_worse,
+                    held_out_label(prepared.summary.get("eval_kind", "real")))  # fmt: skip
     callback = RagtuneCallback(model, store, evaluator, state, duties, world, writer, fingerprint)
     args = training_arguments(t, run_dir, world, use_cuda, timeout, fresh=start.checkpoint is None)
     trainer = main_process_saves(SentenceTransformerTrainer)(
@@ -146,6 +149,11 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
         loss=LOSSES[t.loss].build(model, t), evaluator=evaluator,
         callbacks=[*([TensorBoardCallback(tb_writer=writer)] if world.is_main else []), callback, *callbacks],
     )  # fmt: skip
+    if console.level != "verbose":  # the Trainer's own bar and its raw log dicts
+        trainer.remove_callback(ProgressCallback)
+        trainer.remove_callback(PrinterCallback)
+        if world.is_main and console.bars():
+            trainer.add_callback(TrainingBar())
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(start.checkpoint) if start.checkpoint else None)
     state = callback.state
