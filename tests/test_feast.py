@@ -189,3 +189,25 @@ def test_evaluate_via_feast_equals_exact_in_memory(repo, dataset):
     ).values()
     assert served == pytest.approx(exact, abs=1e-6)
     assert exact["ndcg@10"] > 0.3  # a real ranking, not two empty ones
+
+
+def test_index_refuses_a_model_measured_worse_than_the_one_it_serves(prepared_dir, scifact_slice, tmp_path, capsys):
+    """The repo serves the base model; a run tuned worse than that base (kept with --keep-worse) on its held-out
+    queries is refused, in one line, and the base stays served; --force indexes it."""
+    from conftest import train_config
+
+    worse = api.train(train_config(prepared_dir, tmp_path / "worse", train__epochs=1, train__learning_rate=3e-2,
+                                   train__keep_worse=True, train__hard_negative_update_frequency=0))  # fmt: skip
+    assert worse.metrics["tuned"]["ndcg@10"] < worse.metrics["base"]["ndcg@10"]
+    repo = tmp_path / "repo"
+    build_repo(repo, scifact_slice, pd.read_parquet(prepared_dir / "corpus.parquet"))
+    index = ["index", "--repo", str(repo), "--data", str(prepared_dir), "--model", str(worse.model_dir),
+             "--device", "cpu"]  # fmt: skip
+    capsys.readouterr()
+    assert cli.main(index) == 2
+    err = capsys.readouterr().err
+    assert "scored held-out nDCG@10" in err and "passages_v1 stays" in err and err.count("\n") == 1
+    assert [v.name for v in rf.passage_views(rf.open_store(repo))] == ["passages_v1"]
+    assert cli.main([*index, "--force"]) == 0
+    view = rf.current_view(rf.open_store(repo), repo)
+    assert view.name == "passages_v2" and worse.metrics["eval_set"] in view.tags[rf.TAG + "scores"]

@@ -161,7 +161,7 @@ def feast_init(config: cfg.Config, overwrite: bool = False) -> Path:
     return repo
 
 
-def index(config: cfg.Config):
+def index(config: cfg.Config, force: bool = False):
     """Encode `data.path` with `model.name` into a new passages view of the repo; the old view goes."""
     from ragtune import feast as stage
     from ragtune.prepare import input_timestamp
@@ -169,7 +169,7 @@ def index(config: cfg.Config):
     d, repo = config.data, Path(config.feast.repo)
     stage.open_store(repo)  # a bad repo fails before any slow work
     corpus = stage.load_corpus(d.path, d.max_text_chars)
-    result = stage.index(repo, corpus, config.model, timestamp=input_timestamp(Path(d.path)))
+    result = stage.index(repo, corpus, config.model, input_timestamp(Path(d.path)), force)
     removed = f"; removed {', '.join(result.removed)}" if result.removed else ""
     print(f"indexed {result.passages} passages into {repo}:{result.view} in {result.seconds:.1f} s{removed}")
     return result

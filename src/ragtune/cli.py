@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument("--nproc", type=int, default=1, help="local processes: launches torchrun (DDP) for you")
             p.add_argument("--max-restarts", type=int, default=3, help="with --nproc: torchrun elastic restarts")
+        if command == "index":
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="index even a model measured worse than the served one on the same held-out queries",
+            )
         if command == "search":
             p.add_argument("question", help="the question to search for")
             p.add_argument("--model", help="query model (default: the one the repo was indexed with)")
@@ -131,7 +137,7 @@ RUNNERS = {
     "train": lambda config, args: api.train(config, args.overwrite, args.resume),
     "demo": lambda config, args: api.demo(config),
     "feast": lambda config, args: api.feast_init(config, args.overwrite),
-    "index": lambda config, args: api.index(config),
+    "index": lambda config, args: api.index(config, args.force),
     "search": lambda config, args: api.search(config, args.question, args.model),
     "submit": lambda config, args: api.submit(config),
     "jobs": lambda config, args: api.jobs(config),

@@ -9,6 +9,7 @@ same `apply` that marks the new one ready, so the vectors of two models never sh
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Callable
@@ -190,7 +191,40 @@ class IndexResult:
     encode_seconds: float  # of `seconds`; the rest is the store's work (parquet, online writes, apply)
 
 
-def index(directory: Path, corpus: pd.DataFrame, model_config, timestamp: datetime) -> IndexResult:
+def run_metrics(model_path: Path) -> dict | None:
+    """metrics.json of the run that wrote this model (RUN/model beside RUN/metrics.json), if any."""
+    metrics_file = model_path.parent / "metrics.json"
+    if model_path.name != "model" or not metrics_file.is_file():
+        return None
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    return metrics if "eval_set" in metrics else None
+
+
+def scores_of(weights: str, run: dict | None, run_model_weights: str) -> dict[str, float]:
+    """{eval set hash: held-out nDCG@10} that a run measured for these weights: its base's or its model's."""
+    if run is None:
+        return {}
+    if weights == run["base_weights"]:
+        return {run["eval_set"]: run["base"]["ndcg@10"]}
+    if weights == run_model_weights:
+        return {run["eval_set"]: run["tuned" if run.get("shipped") != "base" else "base"]["ndcg@10"]}
+    return {}
+
+
+def check_not_worse(serving, model_name: str, new_scores: dict[str, float], run: dict | None, weights: str) -> None:
+    """Refuse to replace the served model by one measured worse on the same held-out queries. What is known
+    of the served model: its view's recorded scores, or the new model's run when it served that run's base."""
+    served = json.loads(serving.tags.get(TAG + "scores", "{}"))
+    served = scores_of(serving.tags.get(TAG + "weights", ""), run, weights) | served
+    for eval_set, score in new_scores.items():
+        if eval_set in served and score < served[eval_set]:
+            raise UserError(
+                f"model '{model_name}' scored held-out nDCG@10 {score:.4f} where the model {serving.name} serves "
+                f"scored {served[eval_set]:.4f} on the same queries; {serving.name} stays; --force indexes it anyway"
+            )
+
+
+def index(directory: Path, corpus: pd.DataFrame, model_config, timestamp: datetime, force: bool = False) -> IndexResult:
     """Encode the corpus with the `model:` section's model into a new view (offline parquet + online
     store), then switch over."""
     import time
@@ -209,6 +243,11 @@ def index(directory: Path, corpus: pd.DataFrame, model_config, timestamp: dateti
     dim = model.get_embedding_dimension()
     check_dimension(store, directory, dim, model_name)
     old = passage_views(store)
+    run = run_metrics(model_path)
+    scores = scores_of(weights, run, weights)
+    served = [v for v in old if v.tags.get(TAG + "state") == "ready"]
+    if served and not force:
+        check_not_worse(served[-1], model_name, scores, run, weights)
     name = f"{VIEW_PREFIX}{max([view_version(v.name) for v in old], default=0) + 1}"
     encoding = time.perf_counter()
     documents = corpus["document"].tolist()
@@ -227,6 +266,7 @@ def index(directory: Path, corpus: pd.DataFrame, model_config, timestamp: dateti
         TAG + "weights": weights,
         TAG + "title_in_document": str(title_in_document(corpus)).lower(),
         TAG + "passages": str(len(rows)),
+        TAG + "scores": json.dumps(scores, sort_keys=True),  # held-out nDCG@10 by eval set, where measured
     }
     view = passages_view(name, source, dim, {**tags, TAG + "state": "building"})
     store.apply([passage_entity(), view])

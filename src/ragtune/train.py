@@ -178,6 +178,8 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
             "samples_per_second": output.metrics.get("train_samples_per_second"),
         },  # fmt: skip
         "data": prepared.summary,
+        "eval_set": fingerprint["data"]["eval.parquet"],  # `ragtune index` compares models measured on the same set
+        "base_weights": model_fingerprint(base_path),
     }
     if world.is_main:
         best = base_path if state.best_step <= 0 else run_dir / "checkpoints" / f"checkpoint-{state.best_step}"
