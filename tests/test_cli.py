@@ -156,3 +156,17 @@ def test_repros_of_the_training_core_issue(tmp_path, prepared_dir):
     assert "already complete" in again.stdout and "Traceback" not in again.stderr
     assert len(again.stdout.splitlines()) == 1 and "it/s" not in again.stderr
     assert (run_dir / "model" / "model.safetensors").read_bytes() == weights
+
+
+def test_demo_runs_the_whole_pipeline_and_ends_with_its_table(scifact_slice, tmp_path):
+    config = tmp_path / "demo.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"path": str(scifact_slice), "eval_fraction": 0.15}, "mining": {"range_min": 0, "min_score": 0.1},
+        "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 32, "hard_negative_update_frequency": 0},
+    }))  # fmt: skip
+    result = run("demo", "--config", config, "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    root = tmp_path / "runs" / "demo"
+    assert {p.name for p in root.iterdir()} == {"prepared", "run", "eval"}
+    assert (root / "run" / "report.html").is_file() and "| bm25 |" in result.stdout
+    assert "demo finished in" in result.stdout.splitlines()[-1]
