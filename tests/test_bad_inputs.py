@@ -169,6 +169,22 @@ CASES = {
         ["--data", "{input}"],
         "unknown input",
     ),  # fmt: skip
+    "prepare-passages-too-few": (
+        "prepare",
+        passages(
+            [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence {i} here. And more words {i}."} for i in range(9)]
+        ),
+        ["--data", "{input}"],
+        "too few to hold out",
+    ),  # fmt: skip
+    "prepare-passages-too-short": (
+        "prepare",
+        passages(
+            [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence number {i}. Another one {i}."} for i in range(60)]
+        ),
+        ["--data", "{input}"],
+        "passages with two or more sentences",
+    ),  # fmt: skip
     "prepare-eval-fraction": (
         "prepare",
         good_data,

@@ -136,7 +136,7 @@ def evidence_queries(corpus: pd.DataFrame, count: int, seed: int) -> pd.DataFram
     if len(queries) < count:
         raise UserError(
             f"the corpus gives {len(queries)} passages with two or more sentences; holding out {count} synthetic "
-            "queries to choose the teacher needs more passages (or a smaller teacher evidence count)"
+            "queries to choose the teacher needs more passages (or a smaller synthetic.evidence_queries)"
         )
     return queries.sample(n=count, random_state=seed).sort_index().reset_index(drop=True)
 
