@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +36,39 @@ RUNTIME_HINT = "kubectl apply -f deploy/runtime.yaml"
 JOB_LABELS = {"app.kubernetes.io/name": "ragtune", "app.kubernetes.io/component": "training"}
 # The SDK pastes func_args into an unquoted bash here-document; these characters would be expanded.
 SHELL_EXPANDED = ("$", "`", "\\")
+# What Kubeflow Trainer v2.3's torch plugin (pkg/runtime/framework/plugins/torch/torch.go) gives the
+# trainer container: torchrun reads PET_* as its flags. The master is node 0's pod, reached through
+# the JobSet's headless service; node rank is the Indexed Job's completion index.
+TRAINER_PORT = 29500  # constants.ContainerTrainerPort; also the container port the plugin opens
+
+
+def node_host(job: str, rank: int) -> str:
+    """Node `rank`'s DNS name: the JobSet pod `<job>-node-0-<rank>` in the subdomain `<job>`."""
+    return f"{job}-node-0-{rank}.{job}"
+
+
+def nproc_per_node(limits: dict | None) -> str:
+    """The plugin's PET_NPROC_PER_NODE for a TrainJob without numProcPerNode (our runtime leaves it "auto"):
+    with resourcesPerNode limits and no GPU, the CPU limit rounded up (at least 1); else "auto", where
+    torchrun starts one process per accelerator or, on a CPU node, per CPU of the node (not of the pod)."""
+    if limits is None or any("gpu" in name.lower() for name in limits):
+        return "auto"
+    cpu = str(limits.get("cpu", "0"))
+    cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return str(max(1, math.ceil(cores)))
+
+
+def node_env(job: str, num_nodes: int, rank: int, nproc: str, master: str = "", port: int = TRAINER_PORT) -> dict:
+    """The environment node `rank` of TrainJob `job` gets from the torch plugin (PET_*), plus the completion
+    index Kubernetes itself sets in an Indexed Job's pods. `master` overrides node 0's address (local runs)."""
+    return {
+        "PET_NNODES": str(num_nodes),
+        "PET_NPROC_PER_NODE": nproc,
+        "PET_NODE_RANK": str(rank),  # a fieldRef to the pod's batch.kubernetes.io/job-completion-index
+        "PET_MASTER_ADDR": master or node_host(job, 0),
+        "PET_MASTER_PORT": str(port),
+        "JOB_COMPLETION_INDEX": str(rank),
+    }
 
 
 @dataclass
@@ -89,6 +125,29 @@ def pod_command(config: cfg.Config, workdir: str) -> list[str]:
     runtime_trainer.set_command(constants.TORCH_COMMAND)
     runtime = Runtime(name="local", trainer=runtime_trainer, kind=RuntimeKind.CLUSTER_TRAINING_RUNTIME)
     return get_command_using_train_func(runtime, trainer.func, trainer.func_args, trainer.pip_index_urls, None)
+
+
+def pod_env(config: cfg.Config, job: str, rank: int) -> dict:
+    """Node `rank`'s trainer environment from its TrainJob: the trainer's env, then the plugin's (the
+    runtime's own container env, deploy/runtime.yaml, comes first and is not repeated here)."""
+    k = config.kubeflow
+    trainer = custom_trainer(config, k.workdir)
+    return {**trainer.env, **node_env(job, k.num_nodes, rank, nproc_per_node(resources_per_node(k)))}
+
+
+def rendezvous_failure(log: str) -> str | None:
+    """One line for torchrun's static-rendezvous timeout in a node's log: some node never joined."""
+    found = re.search(r"Timed out after (\d+) seconds waiting for clients\. (\d+)/(\d+) clients joined", log)
+    if not found:
+        return None
+    seconds, joined, nodes = found.groups()
+    return (f"only {joined} of {nodes} nodes joined the rendezvous within {seconds} s: a node's pod never "
+            "started or cannot reach node 0")  # fmt: skip
+
+
+def failure_reason(log_lines: Iterator[str]) -> str:
+    reason = rendezvous_failure("\n".join(log_lines))
+    return f": {reason}" if reason else ""
 
 
 def backend_for(settings: cfg.KubeflowConfig) -> ClusterJobs | LocalJobs:
@@ -222,7 +281,11 @@ class ClusterJobs:
             ) from None
         except RuntimeError as exc:
             if "Failed" in str(exc):
-                raise UserError(f"TrainJob {name} failed; see: ragtune logs {name}") from None
+                try:
+                    why = failure_reason(self.client.get_job_logs(name, follow=False, step="node-0"))
+                except Exception:  # the log only refines the message
+                    why = ""
+                raise UserError(f"TrainJob {name} failed{why}; see: ragtune logs {name}") from None
             raise UserError(self._explain(exc, f"wait for {name}", name)) from None
         return _info(job)
 
@@ -237,6 +300,12 @@ def _info(job) -> JobInfo:
         created=job.creation_timestamp.isoformat(timespec="seconds"),
         steps=[f"{step.name}: {step.status}" for step in job.steps],
     )  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class LocalJobs:
@@ -261,9 +330,10 @@ class LocalJobs:
         job_dir = self.root / name
         job_dir.mkdir(parents=True)
         k = config.kubeflow
-        env = dict(os.environ, RAGTUNE_JOB_SCRIPT=command[2], HF_HUB_OFFLINE="1",
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                   PET_STANDALONE="1", PET_NPROC_PER_NODE=str(k.num_nodes), PET_MAX_RESTARTS="0")  # fmt: skip
+        # One node holding every process: the plugin's environment for a one-node job, master on loopback.
+        pod = node_env(name, 1, 0, str(k.num_nodes), master="127.0.0.1", port=free_port())
+        env = dict(os.environ, **pod, RAGTUNE_JOB_SCRIPT=command[2], HF_HUB_OFFLINE="1",
+                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")  # fmt: skip
         wrapper = 'bash -c "$RAGTUNE_JOB_SCRIPT" > log 2>&1; echo $? > exit_code.tmp && mv exit_code.tmp exit_code'
         quiet = subprocess.DEVNULL
         process = subprocess.Popen(["bash", "-c", wrapper], cwd=job_dir, env=env, start_new_session=True,
@@ -315,7 +385,8 @@ class LocalJobs:
                 raise UserError(f"job {name} did not complete within {timeout} s (still running)")
             time.sleep(1)
         if info.status == "Failed":
-            raise UserError(f"job {name} failed; see: ragtune logs {name} --backend local")
+            why = failure_reason(self.logs(name, follow=False, rank=0))
+            raise UserError(f"job {name} failed{why}; see: ragtune logs {name} --backend local")
         return info
 
     def delete(self, name: str) -> None:
