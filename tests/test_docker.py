@@ -266,8 +266,10 @@ def test_killed_node_restarts_in_place_and_the_job_resumes_to_the_same_step(node
     checkpoint = first_intact_checkpoint(run, timeout=600)
     docker("kill", "-s", "KILL", job.name(1))
     assert job.wait(1, 60) == 137
+    killed = time.monotonic()
     survivor = job.wait(0, 300)
     assert survivor != 0, "node 0 finished although its peer was killed"
+    noticed = time.monotonic() - killed
     assert not (run / "metrics.json").exists()
     for rank in range(2):
         docker("start", job.name(rank))
@@ -282,7 +284,10 @@ def test_killed_node_restarts_in_place_and_the_job_resumes_to_the_same_step(node
     final = json.loads((run / "metrics.json").read_text())["train"]["steps"]
     assert final == attempts[0]["max_steps"] == json.loads((probe / "end-rank1.json").read_text())["step"]
     assert_ranks_agree_and_moved(probe)
-    print(f"killed node 1 after {checkpoint.name}; resumed at step {resumed_from}, ended at step {final}")
+    print(
+        f"killed node 1 after {checkpoint.name}; node 0 exited {survivor} {noticed:.0f} s later; "
+        f"both restarted: resumed at step {resumed_from}, ended at step {final}"
+    )
 
 
 @pytest.mark.slow
