@@ -36,6 +36,9 @@ RUNTIME_HINT = "kubectl apply -f deploy/runtime.yaml"
 JOB_LABELS = {"app.kubernetes.io/name": "ragtune", "app.kubernetes.io/component": "training"}
 # The SDK pastes func_args into an unquoted bash here-document; these characters would be expanded.
 SHELL_EXPANDED = ("$", "`", "\\")
+# The TrainJob's own env: no model hub; and transformers' KubeflowCallback off, which it would otherwise
+# add by itself in a TrainJob (even with report_to="none"): ragtune.progress is the one reporter.
+TRAINER_ENV = {"HF_HUB_OFFLINE": "1", "DISABLE_KUBEFLOW_INTEGRATION": "TRUE"}
 # What Kubeflow Trainer v2.3's torch plugin (pkg/runtime/framework/plugins/torch/torch.go) gives the
 # trainer container: torchrun reads PET_* as its flags. The master is node 0's pod, reached through
 # the JobSet's headless service; node rank is the Indexed Job's completion index.
@@ -110,7 +113,7 @@ def custom_trainer(config: cfg.Config, workdir: str):
     k = config.kubeflow
     return CustomTrainer(
         func=train_job, func_args=job_args(config, workdir), num_nodes=k.num_nodes,
-        resources_per_node=resources_per_node(k), image=k.image or None, env={"HF_HUB_OFFLINE": "1"},
+        resources_per_node=resources_per_node(k), image=k.image or None, env=dict(TRAINER_ENV),
     )  # fmt: skip
 
 
@@ -332,7 +335,7 @@ class LocalJobs:
         k = config.kubeflow
         # One node holding every process: the plugin's environment for a one-node job, master on loopback.
         pod = node_env(name, 1, 0, str(k.num_nodes), master="127.0.0.1", port=free_port())
-        env = dict(os.environ, **pod, RAGTUNE_JOB_SCRIPT=command[2], HF_HUB_OFFLINE="1",
+        env = dict(os.environ, **TRAINER_ENV, **pod, RAGTUNE_JOB_SCRIPT=command[2],
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")  # fmt: skip
         wrapper = 'bash -c "$RAGTUNE_JOB_SCRIPT" > log 2>&1; echo $? > exit_code.tmp && mv exit_code.tmp exit_code'
         quiet = subprocess.DEVNULL
