@@ -5,6 +5,7 @@ credentials are checked as the controller would see them."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -14,12 +15,14 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import test_kubeflow
 
 from ragtune.distributed import World
 from ragtune.kubeflow import TRAINER_ENV
 from ragtune.mining import MiningParams
 from ragtune.progress import SERVER_URL, trainjob_progress_callback
 
+cluster = test_kubeflow.cluster  # the fixture: the real kube-apiserver that .ci/run starts
 STATUS_PATH = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/default/trainjobs/job/status"
 
 
@@ -117,3 +120,36 @@ def test_rank_zero_reports_progress_eta_and_ndcg_throttled(status_server, prepar
     assert reported["step"] == reported["total_steps"] == str(steps)
     assert float(reported["ndcg@10"]) == round(metrics["history"][-1]["ndcg@10"], 4)
     assert any("estimatedRemainingSeconds" in p["trainerStatus"] for p in status_server[1:-1]), status_server
+
+
+def test_jobs_and_status_show_what_rank_zero_reported(cluster, capsys):
+    """The Trainer writes trainerStatus through the status subresource; here the test does, on the real server."""
+    from kubernetes.client import CustomObjectsApi
+
+    kubeconfig = cluster["kubeconfig"]
+    code, out, err = test_kubeflow.run_cli(capsys, "submit", "--kubeconfig", kubeconfig, "--num-nodes", "2")
+    assert code == 0, err
+    name = test_kubeflow.submitted_name(out)
+    code, out, _ = test_kubeflow.run_cli(capsys, "status", name, "--kubeconfig", kubeconfig)
+    assert code == 0 and "trainer:" not in out  # nothing reported yet
+    reported = {
+        "lastUpdatedTime": "2026-12-01T08:00:00Z", "progressPercentage": 42, "estimatedRemainingSeconds": 190,
+        "metrics": [{"name": "ndcg@10", "value": "0.8123"}, {"name": "step", "value": "5"}],
+    }  # fmt: skip
+    api = CustomObjectsApi(cluster["api"])
+    api.patch_namespaced_custom_object_status(
+        test_kubeflow.GROUP,
+        test_kubeflow.VERSION,
+        "default",
+        "trainjobs",
+        name,
+        {"status": {"trainerStatus": reported}},
+    )
+    try:
+        code, out, _ = test_kubeflow.run_cli(capsys, "jobs", "--kubeconfig", kubeconfig)
+        assert code == 0 and re.search(rf"^{name}\s+Created 42%\s+2\s+ragtune-torch-distributed", out, re.M), out
+        code, out, _ = test_kubeflow.run_cli(capsys, "status", name, "--kubeconfig", kubeconfig)
+        assert code == 0 and out.startswith(f"{name}: Created 42% (2 node(s)")
+        assert "  trainer: 42% done, ETA 3m10s, ndcg@10=0.8123 step=5 (reported 2026-12-01T08:00:00Z)\n" in out, out
+    finally:
+        test_kubeflow.run_cli(capsys, "delete", name, "--kubeconfig", kubeconfig)
