@@ -258,24 +258,26 @@ def first_intact_checkpoint(run: Path, timeout: int) -> Path:
 @pytest.mark.slow
 def test_killed_node_restarts_in_place_and_the_job_resumes_to_the_same_step(nodes, volume):
     """Kubelet's OnFailure (JobSet's default restartPolicy): the killed container restarts in its pod; the
-    other node's worker loses its peer, its torchrun exits non-zero and that container restarts too."""
+    other node's worker loses its peer, its torchrun exits non-zero and that container restarts too.
+    Node 0 is the one killed: it hosts the rendezvous store and writes the checkpoints."""
+    killed, other = 0, 1
     job = nodes(job_config(2, "runs/resumed", epochs=3))
     for rank in range(2):
         job.start(rank)
     run = volume / "runs" / "resumed"
     checkpoint = first_intact_checkpoint(run, timeout=600)
-    docker("kill", "-s", "KILL", job.name(1))
-    assert job.wait(1, 60) == 137
-    killed = time.monotonic()
-    survivor = job.wait(0, 300)
-    assert survivor != 0, "node 0 finished although its peer was killed"
-    noticed = time.monotonic() - killed
+    docker("kill", "-s", "KILL", job.name(killed))
+    assert job.wait(killed, 60) == 137
+    since = time.monotonic()
+    code = job.wait(other, 300)
+    assert code != 0, f"node {other} finished although its peer was killed"
+    noticed = time.monotonic() - since
     assert not (run / "metrics.json").exists()
     for rank in range(2):
         docker("start", job.name(rank))
     for rank in range(2):
-        code = job.wait(rank, 900)
-        assert code == 0, f"node {rank} exited {code} after the restart:\n{job.logs(rank)[-4000:]}"
+        restarted = job.wait(rank, 900)
+        assert restarted == 0, f"node {rank} exited {restarted} after the restart:\n{job.logs(rank)[-4000:]}"
 
     probe = volume / "probe"
     attempts = [json.loads(line) for line in (probe / "attempts-rank1.jsonl").read_text().splitlines()]
@@ -285,7 +287,7 @@ def test_killed_node_restarts_in_place_and_the_job_resumes_to_the_same_step(node
     assert final == attempts[0]["max_steps"] == json.loads((probe / "end-rank1.json").read_text())["step"]
     assert_ranks_agree_and_moved(probe)
     print(
-        f"killed node 1 after {checkpoint.name}; node 0 exited {survivor} {noticed:.0f} s later; "
+        f"killed node {killed} after {checkpoint.name}; node {other} exited {code} {noticed:.0f} s later; "
         f"both restarted: resumed at step {resumed_from}, ended at step {final}"
     )
 
