@@ -149,11 +149,6 @@ def rendezvous_failure(log: str) -> str | None:
             "started or cannot reach node 0")  # fmt: skip
 
 
-def failure_reason(log_lines: Iterator[str]) -> str:
-    reason = rendezvous_failure("\n".join(log_lines))
-    return f": {reason}" if reason else ""
-
-
 def backend_for(settings: cfg.KubeflowConfig) -> ClusterJobs | LocalJobs:
     import_sdk()
     if settings.backend == "local":
@@ -295,10 +290,11 @@ class ClusterJobs:
             ) from None
         except RuntimeError as exc:
             if "Failed" in str(exc):
-                try:
-                    why = failure_reason(self.client.get_job_logs(name, follow=False, step="node-0"))
-                except Exception:  # the log only refines the message
-                    why = ""
+                try:  # node 0's log only refines the message
+                    reason = rendezvous_failure("\n".join(self.client.get_job_logs(name, step="node-0")))
+                except Exception:
+                    reason = None
+                why = f": {reason}" if reason else ""
                 raise UserError(f"TrainJob {name} failed{why}; see: ragtune logs {name}") from None
             raise UserError(self._explain(exc, f"wait for {name}", name)) from None
         return _info(job)
@@ -418,8 +414,7 @@ class LocalJobs:
                 raise UserError(f"job {name} did not complete within {timeout} s (still running)")
             time.sleep(1)
         if info.status == "Failed":
-            why = failure_reason(self.logs(name, follow=False, rank=0))
-            raise UserError(f"job {name} failed{why}; see: ragtune logs {name} --backend local")
+            raise UserError(f"job {name} failed; see: ragtune logs {name} --backend local")
         return info
 
     def delete(self, name: str) -> None:
