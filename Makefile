@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 EXTRAS ?= dev
 
-.PHONY: demo test bench lint install clean
+.PHONY: demo test bench lint install clean image
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -28,6 +28,10 @@ test: install
 # Writes BENCHMARKS.md (42 min on 2 cores; run it on a quiet machine). ONLY="mining scale" runs a subset.
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py $(if $(ONLY),--only $(ONLY))
+
+# The training image, deploy/Dockerfile (IMAGE, BASE_IMAGE, VARIANT, PIP_CERT: see the script).
+image:
+	scripts/docker-build.sh
 
 lint: install
 	$(VENV)/bin/ruff check src tests data benchmarks examples

@@ -18,11 +18,12 @@ REGISTRY_PORT=${REGISTRY_PORT:-5001}
 TRAINER_VERSION=${TRAINER_VERSION:-v2.3.0}
 IMAGE=${IMAGE:-localhost:${REGISTRY_PORT}/ragtune:latest}
 VARIANT=${VARIANT:-cpu}
+DOCKER=${DOCKER:-docker}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUTPUTS=${OUTPUTS:-$ROOT/training_outputs}
 
 say() { printf '[setup-kind] %s\n' "$*"; }
-die() { printf '[setup-kind] error: %s\n' "$*" >&2; exit 1; }
+die() { printf '[setup-kind] error: %s\n' "$*" >&2; exit 2; }
 
 need() {
   local tool=$1 hint=$2
@@ -30,19 +31,19 @@ need() {
 }
 
 need_docker() {
-  need docker "https://docs.docker.com/engine/install/"
-  docker info >/dev/null 2>&1 || die "docker is installed but its daemon is not reachable; start Docker and retry"
+  need "$DOCKER" "https://docs.docker.com/engine/install/"
+  "$DOCKER" info >/dev/null 2>&1 || die "no Docker engine answers ($DOCKER info failed); start Docker and retry"
 }
 
 registry() {
   need_docker
-  if [ "$(docker inspect -f '{{.State.Running}}' "$REGISTRY_NAME" 2>/dev/null || true)" = "true" ]; then
+  if [ "$("$DOCKER" inspect -f '{{.State.Running}}' "$REGISTRY_NAME" 2>/dev/null || true)" = "true" ]; then
     say "registry $REGISTRY_NAME already running on localhost:$REGISTRY_PORT"
     return
   fi
-  docker rm -f "$REGISTRY_NAME" >/dev/null 2>&1 || true
+  "$DOCKER" rm -f "$REGISTRY_NAME" >/dev/null 2>&1 || true
   say "starting registry $REGISTRY_NAME on 127.0.0.1:$REGISTRY_PORT"
-  docker run -d --restart=always -p "127.0.0.1:${REGISTRY_PORT}:5000" --network bridge --name "$REGISTRY_NAME" registry:2 >/dev/null
+  "$DOCKER" run -d --restart=always -p "127.0.0.1:${REGISTRY_PORT}:5000" --network bridge --name "$REGISTRY_NAME" registry:2 >/dev/null
 }
 
 cluster() {
@@ -76,12 +77,12 @@ KIND
   fi
   # Every node resolves localhost:$REGISTRY_PORT to the registry container (KIND's local-registry recipe).
   for node in $(kind get nodes --name "$CLUSTER"); do
-    docker exec "$node" mkdir -p "/etc/containerd/certs.d/localhost:${REGISTRY_PORT}"
+    "$DOCKER" exec "$node" mkdir -p "/etc/containerd/certs.d/localhost:${REGISTRY_PORT}"
     printf '[host."http://%s:5000"]\n' "$REGISTRY_NAME" |
-      docker exec -i "$node" cp /dev/stdin "/etc/containerd/certs.d/localhost:${REGISTRY_PORT}/hosts.toml"
+      "$DOCKER" exec -i "$node" cp /dev/stdin "/etc/containerd/certs.d/localhost:${REGISTRY_PORT}/hosts.toml"
   done
-  if [ "$(docker inspect -f '{{json .NetworkSettings.Networks.kind}}' "$REGISTRY_NAME" 2>/dev/null || echo null)" = "null" ]; then
-    docker network connect kind "$REGISTRY_NAME" 2>/dev/null || say "start the registry first: $0 registry"
+  if [ "$("$DOCKER" inspect -f '{{json .NetworkSettings.Networks.kind}}' "$REGISTRY_NAME" 2>/dev/null || echo null)" = "null" ]; then
+    "$DOCKER" network connect kind "$REGISTRY_NAME" 2>/dev/null || say "start the registry first: $0 registry"
   fi
   kubectl apply -f - >/dev/null <<CM
 apiVersion: v1
@@ -109,14 +110,14 @@ trainer() {
 build_image() {
   need_docker
   say "building $IMAGE ($VARIANT) from deploy/Dockerfile"
-  docker build -f "$ROOT/deploy/Dockerfile" --build-arg "VARIANT=$VARIANT" -t "$IMAGE" "$ROOT"
-  docker push "$IMAGE"
+  IMAGE=$IMAGE VARIANT=$VARIANT DOCKER=$DOCKER "$ROOT/scripts/docker-build.sh"
+  "$DOCKER" push "$IMAGE"
 }
 
 delete() {
   need kind "https://kind.sigs.k8s.io/docs/user/quick-start/#installation"
   kind delete cluster --name "$CLUSTER" || true
-  docker rm -f "$REGISTRY_NAME" >/dev/null 2>&1 || true
+  "$DOCKER" rm -f "$REGISTRY_NAME" >/dev/null 2>&1 || true
   say "deleted cluster $CLUSTER and registry $REGISTRY_NAME; $OUTPUTS is kept"
 }
 

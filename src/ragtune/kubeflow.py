@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,9 +33,46 @@ from ragtune.trainjob import train_job
 
 SETUP_HINT = "scripts/setup-kind.sh"
 RUNTIME_HINT = "kubectl apply -f deploy/runtime.yaml"
+GROUP, VERSION = "trainer.kubeflow.org", "v1alpha1"
 JOB_LABELS = {"app.kubernetes.io/name": "ragtune", "app.kubernetes.io/component": "training"}
 # The SDK pastes func_args into an unquoted bash here-document; these characters would be expanded.
 SHELL_EXPANDED = ("$", "`", "\\")
+# The TrainJob's own env: no model hub; and transformers' KubeflowCallback off, which it would otherwise
+# add by itself in a TrainJob (even with report_to="none"): ragtune.progress is the one reporter.
+TRAINER_ENV = {"HF_HUB_OFFLINE": "1", "DISABLE_KUBEFLOW_INTEGRATION": "TRUE"}
+# What Kubeflow Trainer v2.3's torch plugin (pkg/runtime/framework/plugins/torch/torch.go) gives the
+# trainer container: torchrun reads PET_* as its flags. The master is node 0's pod, reached through
+# the JobSet's headless service; node rank is the Indexed Job's completion index.
+TRAINER_PORT = 29500  # constants.ContainerTrainerPort; also the container port the plugin opens
+
+
+def node_host(job: str, rank: int) -> str:
+    """Node `rank`'s DNS name: the JobSet pod `<job>-node-0-<rank>` in the subdomain `<job>`."""
+    return f"{job}-node-0-{rank}.{job}"
+
+
+def nproc_per_node(limits: dict | None) -> str:
+    """The plugin's PET_NPROC_PER_NODE for a TrainJob without numProcPerNode (our runtime leaves it "auto"):
+    with resourcesPerNode limits and no GPU, the CPU limit rounded up (at least 1); else "auto", where
+    torchrun starts one process per accelerator or, on a CPU node, per CPU of the node (not of the pod)."""
+    if limits is None or any("gpu" in name.lower() for name in limits):
+        return "auto"
+    cpu = str(limits.get("cpu", "0"))
+    cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return str(max(1, math.ceil(cores)))
+
+
+def node_env(job: str, num_nodes: int, rank: int, nproc: str, master: str = "", port: int = TRAINER_PORT) -> dict:
+    """The environment node `rank` of TrainJob `job` gets from the torch plugin (PET_*), plus the completion
+    index Kubernetes itself sets in an Indexed Job's pods. `master` overrides node 0's address (local runs)."""
+    return {
+        "PET_NNODES": str(num_nodes),
+        "PET_NPROC_PER_NODE": nproc,
+        "PET_NODE_RANK": str(rank),  # a fieldRef to the pod's batch.kubernetes.io/job-completion-index
+        "PET_MASTER_ADDR": master or node_host(job, 0),
+        "PET_MASTER_PORT": str(port),
+        "JOB_COMPLETION_INDEX": str(rank),
+    }
 
 
 @dataclass
@@ -74,7 +114,7 @@ def custom_trainer(config: cfg.Config, workdir: str):
     k = config.kubeflow
     return CustomTrainer(
         func=train_job, func_args=job_args(config, workdir), num_nodes=k.num_nodes,
-        resources_per_node=resources_per_node(k), image=k.image or None, env={"HF_HUB_OFFLINE": "1"},
+        resources_per_node=resources_per_node(k), image=k.image or None, env=dict(TRAINER_ENV),
     )  # fmt: skip
 
 
@@ -89,6 +129,24 @@ def pod_command(config: cfg.Config, workdir: str) -> list[str]:
     runtime_trainer.set_command(constants.TORCH_COMMAND)
     runtime = Runtime(name="local", trainer=runtime_trainer, kind=RuntimeKind.CLUSTER_TRAINING_RUNTIME)
     return get_command_using_train_func(runtime, trainer.func, trainer.func_args, trainer.pip_index_urls, None)
+
+
+def pod_env(config: cfg.Config, job: str, rank: int) -> dict:
+    """Node `rank`'s trainer environment from its TrainJob: the trainer's env, then the plugin's (the
+    runtime's own container env, deploy/runtime.yaml, comes first and is not repeated here)."""
+    k = config.kubeflow
+    trainer = custom_trainer(config, k.workdir)
+    return {**trainer.env, **node_env(job, k.num_nodes, rank, nproc_per_node(resources_per_node(k)))}
+
+
+def rendezvous_failure(log: str) -> str | None:
+    """One line for torchrun's static-rendezvous timeout in a node's log: some node never joined."""
+    found = re.search(r"Timed out after (\d+) seconds waiting for clients\. (\d+)/(\d+) clients joined", log)
+    if not found:
+        return None
+    seconds, joined, nodes = found.groups()
+    return (f"only {joined} of {nodes} nodes joined the rendezvous within {seconds} s: a node's pod never "
+            "started or cannot reach node 0")  # fmt: skip
 
 
 def backend_for(settings: cfg.KubeflowConfig) -> ClusterJobs | LocalJobs:
@@ -192,13 +250,23 @@ class ClusterJobs:
         with self._explained("submit the TrainJob"):
             return self.client.train(runtime=runtime, trainer=trainer, options=[Labels(dict(JOB_LABELS))])
 
+    def _trainer_status(self, name: str | None = None) -> dict[str, dict]:
+        """status.trainerStatus by TrainJob name, which the SDK's TrainJob type leaves out."""
+        api, args = self.client.backend.custom_api, (GROUP, VERSION, self.namespace, "trainjobs")
+        if name:
+            items = [api.get_namespaced_custom_object(*args, name)]
+        else:
+            items = api.list_namespaced_custom_object(*args)["items"]
+        return {item["metadata"]["name"]: item.get("status", {}).get("trainerStatus") for item in items}
+
     def list(self) -> list[JobInfo]:
         with self._explained("list TrainJobs"):
-            return [_info(job) for job in self.client.list_jobs()]
+            reported = self._trainer_status()
+            return [_info(job, reported.get(job.name)) for job in self.client.list_jobs()]
 
     def get(self, name: str) -> JobInfo:
         with self._explained(f"get TrainJob {name}", name):
-            return _info(self.client.get_job(name))
+            return _info(self.client.get_job(name), self._trainer_status(name)[name])
 
     def logs(self, name: str, follow: bool, rank: int) -> Iterator[str]:
         """Node `rank`'s log; rank 0 carries the evaluation lines."""
@@ -222,7 +290,12 @@ class ClusterJobs:
             ) from None
         except RuntimeError as exc:
             if "Failed" in str(exc):
-                raise UserError(f"TrainJob {name} failed; see: ragtune logs {name}") from None
+                try:  # node 0's log only refines the message
+                    reason = rendezvous_failure("\n".join(self.client.get_job_logs(name, step="node-0")))
+                except Exception:
+                    reason = None
+                why = f": {reason}" if reason else ""
+                raise UserError(f"TrainJob {name} failed{why}; see: ragtune logs {name}") from None
             raise UserError(self._explain(exc, f"wait for {name}", name)) from None
         return _info(job)
 
@@ -231,12 +304,37 @@ class ClusterJobs:
             self.client.delete_job(name)
 
 
-def _info(job) -> JobInfo:
-    return JobInfo(
+def _info(job, trainer_status: dict | None = None) -> JobInfo:
+    """The SDK's TrainJob, with what rank 0 last reported (ragtune.progress) in the status and one line more."""
+    info = JobInfo(
         name=job.name, status=job.status, runtime=job.runtime.name, num_nodes=job.num_nodes,
         created=job.creation_timestamp.isoformat(timespec="seconds"),
         steps=[f"{step.name}: {step.status}" for step in job.steps],
     )  # fmt: skip
+    if trainer_status:
+        percent = trainer_status.get("progressPercentage")
+        if percent is not None:
+            info.status = f"{info.status} {percent}%"
+        info.steps.append(f"trainer: {progress_line(trainer_status)}")
+    return info
+
+
+def progress_line(trainer_status: dict) -> str:
+    """`42% done, ETA 3m10s, ndcg@10=0.8123 step=5 total_steps=12 (reported 2026-12-01T07:58:51+00:00)`"""
+    parts = []
+    if (percent := trainer_status.get("progressPercentage")) is not None:
+        parts.append(f"{percent}% done")
+    if (eta := trainer_status.get("estimatedRemainingSeconds")) is not None:
+        parts.append(f"ETA {eta // 60}m{eta % 60:02d}s")
+    if metrics := " ".join(f"{m['name']}={m['value']}" for m in trainer_status.get("metrics", [])):
+        parts.append(metrics)
+    return ", ".join(parts) + f" (reported {trainer_status['lastUpdatedTime']})"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class LocalJobs:
@@ -261,9 +359,10 @@ class LocalJobs:
         job_dir = self.root / name
         job_dir.mkdir(parents=True)
         k = config.kubeflow
-        env = dict(os.environ, RAGTUNE_JOB_SCRIPT=command[2], HF_HUB_OFFLINE="1",
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                   PET_STANDALONE="1", PET_NPROC_PER_NODE=str(k.num_nodes), PET_MAX_RESTARTS="0")  # fmt: skip
+        # One node holding every process: the plugin's environment for a one-node job, master on loopback.
+        pod = node_env(name, 1, 0, str(k.num_nodes), master="127.0.0.1", port=free_port())
+        env = dict(os.environ, **TRAINER_ENV, **pod, RAGTUNE_JOB_SCRIPT=command[2],
+                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")  # fmt: skip
         wrapper = 'bash -c "$RAGTUNE_JOB_SCRIPT" > log 2>&1; echo $? > exit_code.tmp && mv exit_code.tmp exit_code'
         quiet = subprocess.DEVNULL
         process = subprocess.Popen(["bash", "-c", wrapper], cwd=job_dir, env=env, start_new_session=True,
