@@ -41,6 +41,7 @@ from ragtune.models import cache_dir, load_model, model_fingerprint, pick_device
 from ragtune.negatives import NegativeStore
 from ragtune.outputs import atomic_dir, write_json, write_text
 from ragtune.prepared import Prepared, data_fingerprint, held_out_label
+from ragtune.progress import trainjob_progress_callback
 
 
 @dataclass
@@ -147,7 +148,8 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     trainer = main_process_saves(SentenceTransformerTrainer)(
         model=model, args=args, train_dataset=training_dataset(prepared.samples, store, LOSSES[t.loss].columns),
         loss=LOSSES[t.loss].build(model, t), evaluator=evaluator,
-        callbacks=[*([TensorBoardCallback(tb_writer=writer)] if world.is_main else []), callback, *callbacks],
+        callbacks=[*([TensorBoardCallback(tb_writer=writer)] if world.is_main else []), callback,
+                   *filter(None, [trainjob_progress_callback(world)]), *callbacks],
     )  # fmt: skip
     if console.level != "verbose":  # the Trainer's own bar and its raw log dicts
         trainer.remove_callback(ProgressCallback)
