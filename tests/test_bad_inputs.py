@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ragtune import cli
 
@@ -87,6 +88,19 @@ def config_file(text: str | bytes):
         path = w / "run.yaml"
         path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
         return path
+
+    return make
+
+
+def milvus_server(host: str, port: int):
+    """A repo whose online store is a Milvus server that nothing serves."""
+
+    def make(w: Path, slice_: Path, prepared: Path) -> Path:
+        root = feast_repo(384)(w, slice_, prepared)
+        config = yaml.safe_load((root / "feature_store.yaml").read_text())
+        config["online_store"] = {"type": "milvus", "host": f"http://{host}", "port": port, "embedding_dim": 384}
+        (root / "feature_store.yaml").write_text(yaml.safe_dump(config))
+        return root
 
     return make
 
@@ -224,6 +238,12 @@ CASES = {
     # index and search (Feast)
     "index-no-repo": ("index", nothing, ["--repo", "{input}", "--data", "data/scifact"], "not a Feast repo"),
     "index-no-data": ("index", feast_repo(384), ["--repo", "{input}"], "pass --data"),
+    "index-unreachable-milvus": (
+        "index",
+        milvus_server("127.0.0.1", 9),
+        ["--repo", "{input}", "--data", "{slice}"],
+        "the online store did not answer",
+    ),
     "index-wrong-dimension": ("index", feast_repo(128), ["--repo", "{input}", "--data", "{slice}"], "128"),
     "search-no-repo": ("search", nothing, ["question", "--repo", "{input}"], "not a Feast repo"),
     "search-unindexed": ("search", feast_repo(384), ["question", "--repo", "{input}"], "no passages indexed yet"),

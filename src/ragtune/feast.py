@@ -31,6 +31,7 @@ ID_FEATURE = "doc_id"  # the id again as a plain feature: the entity column of a
 TEXT_FEATURES = [ID_FEATURE, "title", "text", "source_id"]
 VIEW_PREFIX = "passages_v"
 WRITE_CHUNK = 500  # rows per online write: a pulse for the progress bar, bounded memory for the protos
+CONNECT_ATTEMPTS = 2
 TAG = "ragtune."  # prefix of the tags a view carries: model, dim, weights, title_in_document, state
 
 
@@ -84,11 +85,31 @@ def open_store(directory: Path):
     if not (directory / "feature_store.yaml").is_file():
         raise UserError(f"{directory}: not a Feast repo (no feature_store.yaml); create one with `ragtune feast init`")
     try:
-        return feature_store(directory)
+        store = feature_store(directory)
     except Exception as exc:  # pydantic and yaml raise several types for a broken config
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = ": ".join(lines[1:3]) or type(exc).__name__  # the field and what is wrong with it
         raise UserError(f"{directory / 'feature_store.yaml'}: not a valid Feast config ({detail}); fix it") from None
+    connect_online(store, directory)
+    return store
+
+
+def connect_online(store, directory: Path, attempts: int = CONNECT_ATTEMPTS) -> None:
+    """Connect the Milvus online store now, with a second chance: Milvus Lite starts a server on first use,
+    and on a loaded machine that can miss pymilvus' 10 s connect timeout. Other stores connect lazily."""
+    online = store._get_provider().online_store
+    if not hasattr(online, "_connect"):
+        return
+    for attempt in range(attempts):
+        try:
+            online._connect(store.config)
+            return
+        except Exception as exc:  # pymilvus raises MilvusException, grpc errors underneath
+            if attempt == attempts - 1:
+                raise UserError(
+                    f"{directory / 'feature_store.yaml'}: the online store did not answer ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:160]}); check online_store (path, or host and port)"
+                ) from None
 
 
 def passage_entity():
