@@ -19,7 +19,6 @@ import test_kubeflow
 
 from ragtune.distributed import World
 from ragtune.kubeflow import TRAINER_ENV
-from ragtune.mining import MiningParams
 from ragtune.progress import SERVER_URL, trainjob_progress_callback
 
 cluster = test_kubeflow.cluster  # the fixture: the real kube-apiserver that .ci/run starts
@@ -91,16 +90,13 @@ def test_posts_without_a_token_are_never_sent(status_server, monkeypatch, tmp_pa
 
 @pytest.mark.slow
 def test_rank_zero_reports_progress_eta_and_ndcg_throttled(status_server, prepared_dir, tmp_path):
+    """`ragtune train` inside a TrainJob (the server URL set) reports through its own callback."""
+    from conftest import train_config
+
     from ragtune.train import train
 
-    callback = trainjob_progress_callback(World())
-    train(
-        prepared_dir, tmp_path / "run", model_name="all-MiniLM-L6-v2", device="cpu", loss="mnrl", epochs=1,
-        learning_rate=5e-5, batch_size=4, mini_batch_size=4, warmup_ratio=0.0, max_seq_length=64,
-        hard_negative_update_frequency=0, checkpoint_steps=100, early_stopping_patience=0, logging_steps=1,
-        seed=1, mining=MiningParams(0, 30, 0.1, 0.95, 1), encode_batch_size=64, cache_dir=None, resume=False,
-        overwrite=False, config_yaml="", callbacks=(callback,),
-    )  # fmt: skip
+    train(train_config(prepared_dir, tmp_path / "run", train__epochs=1, train__batch_size=4, train__warmup_ratio=0.0,
+                       train__hard_negative_update_frequency=0, train__checkpoint_steps=100))  # fmt: skip
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     steps = metrics["train"]["steps"]
     assert len(status_server) >= 3, status_server
