@@ -153,4 +153,5 @@ def test_index_killed_at_random_points_leaves_a_servable_repo_and_reindexes_to_o
     views = passage_views(open_store(repo))
     assert len(views) == 1 and views[0].tags[TAG + "state"] == "ready"
     assert [p.name for p in (repo / "data" / "offline").glob("*.parquet")] == [f"{views[0].name}.parquet"]
-    assert subprocess.run(search, capture_output=True, text=True, env=os.environ).stdout == expected
+    final = subprocess.run(search, capture_output=True, text=True, env=os.environ)
+    assert final.stdout == expected, final.stderr[-2000:]

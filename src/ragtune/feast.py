@@ -10,6 +10,7 @@ same `apply` that marks the new one ready, so the vectors of two models never sh
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections.abc import Callable
@@ -31,7 +32,8 @@ ID_FEATURE = "doc_id"  # the id again as a plain feature: the entity column of a
 TEXT_FEATURES = [ID_FEATURE, "title", "text", "source_id"]
 VIEW_PREFIX = "passages_v"
 WRITE_CHUNK = 500  # rows per online write: a pulse for the progress bar, bounded memory for the protos
-CONNECT_ATTEMPTS = 2
+CONNECT_TIMEOUT_SECONDS = "30"  # pymilvus' default of 10 s is missed by Milvus Lite's start on a busy machine
+os.environ.setdefault("MILVUS_CONN_TIMEOUT", CONNECT_TIMEOUT_SECONDS)  # read when pymilvus is imported
 TAG = "ragtune."  # prefix of the tags a view carries: model, dim, weights, title_in_document, state
 
 
@@ -90,26 +92,26 @@ def open_store(directory: Path):
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = ": ".join(lines[1:3]) or type(exc).__name__  # the field and what is wrong with it
         raise UserError(f"{directory / 'feature_store.yaml'}: not a valid Feast config ({detail}); fix it") from None
-    connect_online(store, directory)
     return store
 
 
-def connect_online(store, directory: Path, attempts: int = CONNECT_ATTEMPTS) -> None:
-    """Connect the Milvus online store now, with a second chance: Milvus Lite starts a server on first use,
-    and on a loaded machine that can miss pymilvus' 10 s connect timeout. Other stores connect lazily."""
+def connect_online(store, directory: Path) -> None:
+    """Connect the Milvus online store before using it, so an unreachable one is one line, not a traceback.
+
+    Milvus Lite starts a server on first use; on a loaded machine that can take longer than pymilvus'
+    default 10 s connect timeout, hence MILVUS_CONN_TIMEOUT (set on import). Retrying instead
+    would start a second server on the same file, which its lock refuses. Other stores connect lazily.
+    """
     online = store._get_provider().online_store
     if not hasattr(online, "_connect"):
         return
-    for attempt in range(attempts):
-        try:
-            online._connect(store.config)
-            return
-        except Exception as exc:  # pymilvus raises MilvusException, grpc errors underneath
-            if attempt == attempts - 1:
-                raise UserError(
-                    f"{directory / 'feature_store.yaml'}: the online store did not answer ({type(exc).__name__}: "
-                    f"{str(exc).splitlines()[0][:160]}); check online_store (path, or host and port)"
-                ) from None
+    try:
+        online._connect(store.config)
+    except Exception as exc:  # pymilvus raises MilvusException, grpc errors underneath
+        raise UserError(
+            f"{directory / 'feature_store.yaml'}: the online store did not answer ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:160]}); check online_store (path, or host and port)"
+        ) from None
 
 
 def passage_entity():
@@ -263,6 +265,7 @@ def index(directory: Path, corpus: pd.DataFrame, model_config, timestamp: dateti
     model = load_model(model_name, model_config.device)
     dim = model.get_embedding_dimension()
     check_dimension(store, directory, dim, model_name)
+    connect_online(store, directory)
     old = passage_views(store)
     run = run_metrics(model_path)
     scores = scores_of(weights, run, weights)
@@ -325,6 +328,7 @@ class Retriever:
         self.repo = Path(repo)
         self.store = open_store(self.repo)
         self.view = current_view(self.store, self.repo)
+        connect_online(self.store, self.repo)
         tags = self.view.tags
         self.model_name = model or tags[TAG + "model"]
         try:
