@@ -97,11 +97,15 @@ def train(triplets: pd.DataFrame, loss_name: str, out: Path, batch_size: int, lr
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import MarginMSELoss, MultipleNegativesRankingLoss
+    from sentence_transformers.util import pairwise_cos_sim
 
     model = load_model(MODEL, "cpu")
     model.max_seq_length = max_seq_length
     columns = ["query", "positive", "negative"] + (["label"] if loss_name == "marginmse" else [])
-    loss = MarginMSELoss(model) if loss_name == "marginmse" else MultipleNegativesRankingLoss(model)
+    # MarginMSELoss defaults to the dot product; the teacher's labels are cosine margins (ragtune.teacher.fuse), so
+    # say cosine: the same number for a model that ends in Normalize, and still the right scale for one that does not
+    loss = (MarginMSELoss(model, similarity_fct=pairwise_cos_sim) if loss_name == "marginmse"
+            else MultipleNegativesRankingLoss(model))  # fmt: skip
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=batch_size, learning_rate=lr,
         warmup_steps=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to="none",
@@ -126,6 +130,9 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", default="/tmp/bench_zero_label")
+    parser.add_argument("--max-triplets", type=int, default=0,
+                        help="train on a random subset of this many triplets (0: all), to hold a step budget")
+    parser.add_argument("--prepare-only", action="store_true", help="stop once the training triplets are cached")
     options = parser.parse_args()
     clock = Clock()
     out = Path(options.output)
@@ -178,6 +185,13 @@ def main() -> None:
         triplets.to_parquet(cached)
         cached.with_suffix(".json").write_text(json.dumps(info, indent=2))
     clock.lap(f"{len(triplets)} training triplets (queries, mining, teacher check)")
+    if options.prepare_only:
+        print(f"triplets cached in {cached}")
+        return
+    if 0 < options.max_triplets < len(triplets):
+        triplets = triplets.sample(n=options.max_triplets, random_state=options.seed).reset_index(drop=True)
+        key += f"-max{options.max_triplets}"
+        clock.lap(f"kept a random {len(triplets)} of them (--max-triplets)")
 
     tuned = train(triplets, options.loss, out / "model", options.batch_size, options.learning_rate,
                   options.max_seq_length)  # fmt: skip
