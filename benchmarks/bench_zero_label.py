@@ -130,8 +130,12 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", default="/tmp/bench_zero_label")
-    parser.add_argument("--max-triplets", type=int, default=0,
-                        help="train on a random subset of this many triplets (0: all), to hold a step budget")
+    parser.add_argument(
+        "--max-triplets",
+        type=int,
+        default=0,
+        help="train on a random subset of this many triplets (0: all), to hold a step budget",
+    )
     parser.add_argument("--prepare-only", action="store_true", help="stop once the training triplets are cached")
     options = parser.parse_args()
     clock = Clock()
