@@ -99,6 +99,7 @@ def test_missing_image_is_one_line(engine, tmp_path):
     one_error_line(done, "image ragtune:does-not-exist not found; build it")
 
 
+@pytest.mark.slow  # builds the image
 def test_image_is_non_root_read_only_and_holds_no_secret(image):
     config = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]
     assert config["User"] == f"{UID}:{UID}" and config["Env"].count("HF_HUB_OFFLINE=1") == 1
