@@ -9,6 +9,8 @@ columns for the loss. Rows prepared as `random_negative` keep their negative.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -62,8 +64,7 @@ class NegativeStore:
         `query_embeddings` rows follow `anchor_ids`; `params.num_negatives` is ignored: a pair keeps
         the number of slots `prepare` gave it.
         """
-        wanted = MiningParams(params.range_min, params.range_max, params.min_score, params.relative_margin,
-                              self.negatives_per_pair)  # fmt: skip
+        wanted = dataclasses.replace(params, num_negatives=self.negatives_per_pair)
         mined, audit = mine(query_embeddings, corpus_embeddings, self.pair_rows, self.positives, self.sources, wanted)
         added = 0
         for pair, slots in enumerate(self.slots_of_pair):

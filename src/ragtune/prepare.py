@@ -18,6 +18,7 @@ from ragtune.errors import UserError
 from ragtune.mining import MiningAudit, MiningParams, mine, random_negatives
 from ragtune.models import cache_dir, load_model, model_fingerprint, resolve_model
 from ragtune.prepared import Prepared
+from ragtune.teacher import FusionTeacher
 
 SAMPLE_COLUMNS = [
     "training_sample_id", "event_timestamp", "kind", "anchor_id", "anchor",
@@ -184,7 +185,7 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
         hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, MiningParams.of(mining, wanted + spare))
         if with_teacher:
             choice = zero_label.choose(encoder, made, corpus_emb, model.encode_batch_size)
-            teacher = zero_label.FusionTeacher(documents, corpus_emb, choice.bm25_weight)
+            teacher = FusionTeacher(documents, corpus_emb, choice.bm25_weight)
             hard, vetoed = zero_label.teacher_vetoes(teacher, texts, query_emb, documents, corpus_emb, pairs, hard,
                                                      wanted)  # fmt: skip
             audit.dropped_teacher_false_negative, audit.kept = vetoed, audit.kept - vetoed

@@ -114,6 +114,8 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     prepared = Prepared.load(Path(t.prepared))
     fingerprint = {"data": data_fingerprint(Path(t.prepared)), "settings": cfg.training_settings(config)}
     base_path = resolve_model(m.name)
+    base_weights = model_fingerprint(base_path)  # hashes the weights files: once per run
+    held_out = held_out_description(prepared.summary)
     use_cuda = pick_device(m.device).startswith("cuda")
     timeout = collective_timeout(len(prepared.corpus), world)
     init_process_group(world, use_cuda, timeout)
@@ -136,13 +138,11 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
         saved = json.loads((start.checkpoint / STATE_FILE).read_text())
         store.restore(saved["negatives"])
         state = RunState(**saved["run"])
-    evaluator = HeldOutEvaluator(
-        prepared, m.encode_batch_size, full_length, (model_fingerprint(base_path), cache_dir(m))
-    )
+    evaluator = HeldOutEvaluator(prepared, m.encode_batch_size, full_length, (base_weights, cache_dir(m)))
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if world.is_main else None
     duties = Duties(t.epochs, t.hard_negative_update_frequency, t.early_stopping_patience, full_length,
                     MiningParams.of(config.mining, store.negatives_per_pair), t.keep_worse,
-                    held_out_label(prepared.summary.get("eval_kind", "real")))  # fmt: skip
+                    held_out_label(held_out["kind"]))  # fmt: skip
     callback = RagtuneCallback(model, store, evaluator, state, duties, world, writer, fingerprint)
     args = training_arguments(t, run_dir, world, use_cuda, timeout, fresh=start.checkpoint is None)
     trainer = main_process_saves(SentenceTransformerTrainer)(
@@ -160,7 +160,7 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     output = trainer.train(resume_from_checkpoint=str(start.checkpoint) if start.checkpoint else None)
     state = callback.state
     metrics = {
-        "heldout": held_out_description(prepared.summary),
+        "heldout": held_out,
         "base": state.base_metrics,
         "tuned": next(h for h in state.history if h["step"] == state.best_step),
         "best_step": state.best_step,
@@ -181,7 +181,7 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
         },  # fmt: skip
         "data": prepared.summary,
         "eval_set": fingerprint["data"]["eval.parquet"],  # `ragtune index` compares models measured on the same set
-        "base_weights": model_fingerprint(base_path),
+        "base_weights": base_weights,
     }
     if world.is_main:
         best = base_path if state.best_step <= 0 else run_dir / "checkpoints" / f"checkpoint-{state.best_step}"
