@@ -92,11 +92,19 @@ def test_posts_without_a_token_are_never_sent(status_server, monkeypatch, tmp_pa
 def test_rank_zero_reports_progress_eta_and_ndcg_throttled(status_server, prepared_dir, tmp_path):
     """`ragtune train` inside a TrainJob (the server URL set) reports through its own callback."""
     from conftest import train_config
+    from transformers import TrainerCallback
 
     from ragtune.train import train
 
-    train(train_config(prepared_dir, tmp_path / "run", train__epochs=1, train__batch_size=4, train__warmup_ratio=0.0,
-                       train__hard_negative_update_frequency=0, train__checkpoint_steps=100))  # fmt: skip
+    class OneSecondSteps(TrainerCallback):
+        """A step as slow as a real one, so the run outlasts the SDK's 5 s throttle on any machine."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            time.sleep(1.0)
+
+    config = train_config(prepared_dir, tmp_path / "run", train__epochs=1, train__batch_size=4, train__warmup_ratio=0.0,
+                          train__hard_negative_update_frequency=0, train__checkpoint_steps=100)  # fmt: skip
+    train(config, callbacks=(OneSecondSteps(),))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     steps = metrics["train"]["steps"]
     assert len(status_server) >= 3, status_server
