@@ -89,6 +89,8 @@ def test_passages_only_file_prepares_end_to_end(tmp_path):
     assert not held_out & set(samples["positive_id"]), "a held-out passage gave training queries"
     negatives = samples.dropna(subset=["negative_id"])
     assert len(negatives) > 0
+    assert samples["label"].isna().equals(samples["negative_id"].isna())  # a teacher margin for every negative
+    assert (negatives.loc[negatives["kind"] == "hard_negative", "label"] > 0).all()  # vetoed: at or above the positive
     assert (corpus.loc[negatives["negative_id"], "source_id"].to_numpy()
             != corpus.loc[negatives["positive_id"], "source_id"].to_numpy()).all()  # fmt: skip
 

@@ -238,3 +238,21 @@ def test_never_ship_worse_unless_asked(prepared_dir, tmp_path, capsys):
     kept = api.train(train_config(prepared_dir, tmp_path / "kept", train__keep_worse=True, **worse))
     assert kept.metrics["shipped"] == "tuned" and kept.metrics["best_step"] == 5
     assert kept.metrics["tuned"]["ndcg@10"] == pytest.approx(metrics["best_tuned"]["ndcg@10"], abs=1e-6)
+
+
+def test_passages_only_data_trains_on_teacher_margins(tmp_path, prepared_dir):
+    """loss auto: prepare's teacher margins -> margin-mse on exactly the labelled rows, with re-mining off."""
+    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:120]
+    rows.to_parquet(tmp_path / "passages.parquet")
+    prepared = tmp_path / "prepared"
+    api.prepare(cfg.load(None, {"data.path": str(tmp_path / "passages.parquet"), "data.output": str(prepared),
+                                "mining.range_min": 0, "mining.min_score": 0.1, "synthetic.passages": 20,
+                                "synthetic.queries_per_passage": 1}))  # fmt: skip
+    samples = pd.read_parquet(prepared / "train.parquet")
+    assert samples["positive_id"].nunique() <= 20 and samples["label"].notna().any()  # synthetic.passages
+    result = train(train_config(prepared, tmp_path / "run", train__epochs=1, train__batch_size=4))
+    assert result.metrics["train"]["loss"] == "margin-mse" and result.metrics["remining"] == []
+    assert result.metrics["train"]["samples"] == samples["label"].notna().sum()
+    assert result.metrics["heldout"]["kind"] == "synthetic"
+    with pytest.raises(UserError, match="train.loss margin-mse needs the teacher margins"):
+        train(train_config(prepared_dir, tmp_path / "mined", train__loss="margin-mse"))

@@ -1,5 +1,8 @@
 """Zero-label preparation pieces on small hand-made corpora: the held-out split, the teacher's veto."""
 
+import dataclasses
+
+import numpy as np
 import pandas as pd
 import pytest
 from test_mining_rules import corpus_at
@@ -8,7 +11,7 @@ from ragtune import config as cfg
 from ragtune.data import Dataset, document_text
 from ragtune.errors import UserError
 from ragtune.teacher import FusionTeacher
-from ragtune.zero_label import synthetic_dataset, teacher_vetoes
+from ragtune.zero_label import TeacherCheck, synthetic_dataset
 
 SENTENCES = [
     "Vitamin D supplements reduce the risk of hip fractures in older adults.",
@@ -40,11 +43,34 @@ def test_a_corpus_too_small_to_hold_out_queries_is_one_line():
         synthetic_dataset(passages(20), cfg.SyntheticConfig(), seed=0)
 
 
+def check_at(scores: list[float], positive: str = "a") -> TeacherCheck:
+    """A dense-only teacher (weight 0) over passages a, b, c, d at the given cosines to query e0; pair (0, a)."""
+    query, corpus = corpus_at(scores)
+    documents = ["a", "b", "c", "d"]
+    teacher = FusionTeacher(documents, corpus, bm25_weight=0.0)
+    return TeacherCheck(teacher, ["q"], query, [(0, 0)], [positive], corpus[:1], documents, corpus)
+
+
 def test_teacher_vetoes_candidates_scored_at_or_above_the_positive():
-    """Dense-only teacher (weight 0): the candidate closer to the query than the positive is vetoed."""
-    query, corpus = corpus_at([0.6, 0.9, 0.5, 0.4])
-    teacher = FusionTeacher(["a", "b", "c", "d"], corpus, bm25_weight=0.0)
-    kept, vetoed = teacher_vetoes(teacher, ["q"], query, ["a", "b", "c", "d"], corpus, [(0, 0)], [[1, 2, 3]], keep=1)
+    """The candidate closer to the query than the positive is vetoed; the next one is kept."""
+    kept, vetoed = check_at([0.6, 0.9, 0.5, 0.4]).vetoes([[1, 2, 3]], keep=1)
     assert kept == [[2]] and vetoed == 1
-    kept, vetoed = teacher_vetoes(teacher, ["q"], query, ["a", "b", "c", "d"], corpus, [(0, 0)], [[]], keep=1)
+    kept, vetoed = check_at([0.6, 0.9, 0.5, 0.4]).vetoes([[]], keep=1)
     assert kept == [[]] and vetoed == 0
+
+
+def test_the_teacher_scores_the_positive_as_it_trains():
+    """ICT cut the positive's sentence out: the veto compares with the cut text's embedding, not the full passage."""
+    check = check_at([0.9, 0.7, 0.5, 0.4], positive="a, its sentence cut out")
+    kept, vetoed = check.vetoes([[1, 2]], keep=2)
+    assert kept == [[1, 2]] and vetoed == 0
+    _, cut = corpus_at([0.6, 0.7, 0.5, 0.4])
+    check = dataclasses.replace(check, positive_embeddings=cut[:1])  # the cut positive sits at 0.6
+    kept, vetoed = check.vetoes([[1, 2]], keep=2)
+    assert kept == [[2]] and vetoed == 1
+
+
+def test_margins_are_the_teachers_positive_minus_negative_score():
+    check = check_at([0.8, 0.7, 0.5, 0.2])
+    margins = check.margins(np.array([0, 0, 0]), np.array([1, 3, -1]))
+    assert np.allclose(margins[:2], [0.1, 0.6], atol=1e-6) and np.isnan(margins[2])

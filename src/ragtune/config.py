@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ragtune.errors import UserError
-from ragtune.losses import LOSSES
+from ragtune.losses import AUTO, LOSSES
 
 
 def _option(default: Any, help: str, flag: str | None = None) -> Any:
@@ -84,14 +84,19 @@ class SyntheticConfig:
         200,
         "held-out synthetic queries (never trained on): choose the teacher and, without --eval-data, the best model",
     )
-    teacher: str = _option("fusion", "fusion (the base model + BM25, weighed on the held-out queries) or none")
+    teacher: str = _option(
+        "fusion",
+        "fusion (the base model + BM25, weighed on the held-out queries; its margins train margin-mse) or none",
+    )
+    passages: int = _option(0, "passages that give training queries, a random sample (0: all); mining uses all")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     prepared: str = _option("prepared", "directory written by `ragtune prepare`", "--data")
     output: str = _option("runs/train", "run directory: model/, checkpoints/, tensorboard/, metrics.json", "--output")
-    loss: str = _option("mnrl", "loss: " + "; ".join(f"{name} ({spec.help})" for name, spec in LOSSES.items()))
+    loss: str = _option(AUTO, f"loss: {AUTO} (margin-mse on passages-only data, else mnrl); "
+                        + "; ".join(f"{name} ({spec.help})" for name, spec in LOSSES.items()))  # fmt: skip
     epochs: int = _option(2, "passes over the training samples")
     learning_rate: float = _option(6e-5, "peak learning rate (linear warmup, then linear decay)")
     batch_size: int = _option(32, "samples per device per step; more in-batch negatives as it grows")
@@ -260,7 +265,7 @@ def validate(config: Config, source: str = "config") -> None:
         (-1.0 <= m.min_score <= 1.0, "mining.min_score", "a cosine similarity in [-1, 1]"),
         (m.random_negative_ratio >= 0, "mining.random_negative_ratio", "0 or more"),
         (config.model.encode_batch_size > 0, "model.encode_batch_size", "a positive integer"),
-        (t.loss in LOSSES, "train.loss", "one of " + ", ".join(LOSSES)),
+        (t.loss in (AUTO, *LOSSES), "train.loss", "one of " + ", ".join((AUTO, *LOSSES))),
         (t.epochs > 0, "train.epochs", "a positive integer"),
         (t.learning_rate > 0, "train.learning_rate", "a positive number"),
         (t.batch_size > 1, "train.batch_size", "at least 2 (in-batch negatives need company)"),
@@ -276,6 +281,7 @@ def validate(config: Config, source: str = "config") -> None:
         (config.synthetic.max_query_words >= 4, "synthetic.max_query_words", "at least 4"),
         (0 <= config.synthetic.ict_remove_probability <= 1, "synthetic.ict_remove_probability", "in [0, 1]"),
         (config.synthetic.evidence_queries >= 5, "synthetic.evidence_queries", "at least 5"),
+        (config.synthetic.passages >= 0, "synthetic.passages", "0 (all) or a positive integer"),
         (config.synthetic.teacher in TEACHERS, "synthetic.teacher", " or ".join(TEACHERS)),
         (config.feast.top_k > 0, "feast.top_k", "a positive integer (--top-k)"),
         (config.feast.embedding_dim > 0, "feast.embedding_dim", "the model's embedding size, a positive integer"),

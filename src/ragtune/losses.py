@@ -13,6 +13,8 @@ from typing import Any
 
 TRIPLETS = ("anchor", "positive", "negative")  # the mined negative of each row
 LABELLED_PAIRS = ("sentence1", "sentence2", "label")  # (anchor, positive, 1) and (anchor, negative, 0)
+MARGINS = (*TRIPLETS, "label")  # label: the teacher's score of the positive minus its score of the negative
+AUTO = "auto"  # margin-mse when prepare wrote teacher margins (passages-only input), else mnrl
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,14 @@ def _cached_mnrl(model, train):
     )
 
 
+def _margin_mse(model, train):
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.util import pairwise_cos_sim
+
+    # the default is the dot product; the teacher's margins are on the cosine scale (ragtune.teacher.fuse)
+    return losses.MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
+
+
 def _contrastive(model, train):
     from sentence_transformers.sentence_transformer import losses
 
@@ -45,7 +55,24 @@ def _contrastive(model, train):
 LOSSES: dict[str, LossSpec] = {
     "mnrl": LossSpec("in-batch negatives plus the mined hard negative", TRIPLETS, _mnrl),
     "cached-mnrl": LossSpec("mnrl for large batches on small memory (train.mini_batch_size)", TRIPLETS, _cached_mnrl),
+    "margin-mse": LossSpec(
+        "GPL-style: the student's cosine margin matches the teacher's (passages-only input)", MARGINS, _margin_mse
+    ),
     "contrastive": LossSpec(
         "labelled pairs: (query, positive, 1) and (query, negative, 0)", LABELLED_PAIRS, _contrastive
     ),
 }
+
+
+def resolve_loss(name: str, has_margins: bool) -> str:
+    """The loss a run trains with: `auto` follows the prepared data, margin-mse needs its margins."""
+    from ragtune.errors import UserError
+
+    if name == AUTO:
+        return "margin-mse" if has_margins else "mnrl"
+    if LOSSES[name].columns == MARGINS and not has_margins:
+        raise UserError(
+            f"train.loss {name} needs the teacher margins that `ragtune prepare` writes for passages-only input "
+            "(synthetic.teacher fusion); pick another loss or re-run prepare on the passages"
+        )
+    return name

@@ -131,6 +131,20 @@ def compose_samples(
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).drop_duplicates("training_sample_id")
 
 
+def teacher_margins(check: zero_label.TeacherCheck, samples: pd.DataFrame, query_row: dict[str, int],
+                    row_of: dict[str, int]) -> np.ndarray:  # fmt: skip
+    """Each sample's MarginMSE label from the teacher; NaN for a row without a negative (margin-mse skips it)."""
+    pair_of = {pair: i for i, pair in enumerate(check.pairs)}
+    pair_ids = np.array(
+        [pair_of[(query_row[q], row_of[p])] for q, p in zip(samples["anchor_id"], samples["positive_id"])]
+    )
+    negatives = np.array([row_of.get(n, -1) if isinstance(n, str) else -1 for n in samples["negative_id"]])
+    labels = np.full(len(samples), np.nan)
+    present = np.flatnonzero(negatives >= 0)
+    labels[present] = check.margins(pair_ids[present], negatives[present])
+    return labels
+
+
 def eval_frame(corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, timestamp: datetime) -> pd.DataFrame:
     """Held-out judgements in the sample schema (kind 'positive'), with the graded score."""
     documents = dict(zip(corpus["id"], corpus["document"]))
@@ -172,6 +186,7 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
     hard: list[list[int]] = [[] for _ in pairs]
     audit = MiningAudit(pairs=len(pairs), pairs_without_negative=len(pairs))
     extras = {}
+    check = None
     wanted = mining.hard_negatives_per_query
     with_teacher = made is not None and synthetic.teacher == "fusion" and wanted > 0
     if wanted > 0:
@@ -186,8 +201,10 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
         if with_teacher:
             choice = zero_label.choose(encoder, made, corpus_emb, model.encode_batch_size)
             teacher = FusionTeacher(documents, corpus_emb, choice.bm25_weight)
-            hard, vetoed = zero_label.teacher_vetoes(teacher, texts, query_emb, documents, corpus_emb, pairs, hard,
-                                                     wanted)  # fmt: skip
+            trained_positives = [made.positive_text.get(query_ids[q], documents[p]) for q, p in pairs]
+            check = zero_label.TeacherCheck.build(teacher, encoder, texts, query_emb, pairs, trained_positives,
+                                                  documents, corpus_emb, model.encode_batch_size)  # fmt: skip
+            hard, vetoed = check.vetoes(hard, wanted)
             audit.dropped_teacher_false_negative, audit.kept = vetoed, audit.kept - vetoed
             extras["teacher"] = choice.as_dict()
         hard = [negatives[:wanted] for negatives in hard]
@@ -197,6 +214,8 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
     draws = random_negatives(pairs, positives, sources, mining.random_negative_ratio, rng)
     positive_text = made.positive_text if made else None
     samples = compose_samples(corpus, dataset.queries, query_ids, pairs, hard, draws, timestamp, positive_text)
+    if check is not None:
+        samples["label"] = teacher_margins(check, samples, query_row, row_of)
     held_out = eval_frame(corpus, real.queries if real else dataset.queries, splits.eval, timestamp)
     summary = {
         "input_kind": dataset.kind,

@@ -191,6 +191,17 @@ class FusionTeacher:
         self.bm25_weight = bm25_weight
         self.corpus_embeddings = corpus_embeddings
         self.bm25 = Bm25(documents) if bm25_weight > 0 else None
+        self.references: dict[str, tuple[float, float]] = {}  # query -> its best cosine and BM25 in the corpus
+
+    def _references(self, queries: list[str], query_embeddings: np.ndarray) -> list[tuple[float, float]]:
+        """Each query's corpus-wide best cosine and best BM25 (fuse's scale), computed once per query text."""
+        new = [i for i, query in enumerate(queries) if query not in self.references]
+        for start in range(0, len(new), QUERY_CHUNK):
+            chunk = new[start : start + QUERY_CHUNK]
+            best_cosines = (query_embeddings[chunk] @ self.corpus_embeddings.T).max(axis=1)
+            for i, best_cosine in zip(chunk, best_cosines):
+                self.references[queries[i]] = (float(best_cosine), float(self.bm25.corpus_scores(queries[i]).max()))
+        return [self.references[query] for query in queries]
 
     def score(
         self,
@@ -204,13 +215,9 @@ class FusionTeacher:
         if self.bm25 is None:
             return cosine
         scores = np.empty_like(cosine)
-        for start in range(0, len(queries), QUERY_CHUNK):
-            best_cosines = (query_embeddings[start : start + QUERY_CHUNK] @ self.corpus_embeddings.T).max(axis=1)
-            for offset, best_cosine in enumerate(best_cosines):
-                i = start + offset
-                best_bm25 = float(self.bm25.corpus_scores(queries[i]).max())
-                lexical = self.bm25.text_scores(queries[i], passages[i])
-                scores[i] = fuse(cosine[i], lexical, self.bm25_weight, float(best_cosine), best_bm25)
+        for i, (best_cosine, best_bm25) in enumerate(self._references(queries, query_embeddings)):
+            lexical = self.bm25.text_scores(queries[i], passages[i])
+            scores[i] = fuse(cosine[i], lexical, self.bm25_weight, best_cosine, best_bm25)
         return scores
 
     def rank_corpus(self, queries: list[str], query_embeddings: np.ndarray, k: int) -> list[list[tuple[int, float]]]:

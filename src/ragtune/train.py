@@ -34,7 +34,7 @@ from ragtune.distributed import (
 from ragtune.embeddings import store_corpus_embeddings
 from ragtune.evaluate import METRICS
 from ragtune.heldout import HeldOutEvaluator, max_length
-from ragtune.losses import LABELLED_PAIRS, LOSSES
+from ragtune.losses import LABELLED_PAIRS, LOSSES, MARGINS, resolve_loss
 from ragtune.mining import MiningParams
 from ragtune.modelcard import fill_card_data, write_model_card
 from ragtune.models import cache_dir, load_model, model_fingerprint, pick_device, resolve_model
@@ -52,10 +52,24 @@ class TrainResult:
 
 
 def training_dataset(samples, store: NegativeStore, columns: tuple[str, ...]):
-    """A datasets.Dataset with the loss's columns, whose negatives are read from the store at access time."""
+    """A datasets.Dataset with the loss's columns, whose negatives are read from the store at access time.
+
+    margin-mse trains only the rows the teacher gave a margin, on the negative it was given for."""
     from datasets import Dataset
 
     slots = np.arange(len(samples))
+    if columns == MARGINS:
+        labelled = np.flatnonzero(samples["label"].notna().to_numpy())
+        rows = samples.iloc[labelled]
+        table = Dataset.from_dict({"anchor": rows["anchor"].tolist(), "positive": rows["positive"].tolist(),
+                                   "slot": labelled.tolist(), "margin": rows["label"].tolist()})  # fmt: skip
+
+        def margins(batch: dict) -> dict:
+            return {"anchor": batch["anchor"], "positive": batch["positive"],
+                    "negative": [store.text(slot) for slot in batch["slot"]], "label": batch["margin"]}  # fmt: skip
+
+        table.set_transform(margins)
+        return table
     if columns == LABELLED_PAIRS:  # every sample twice: (anchor, positive, 1) then (anchor, its negative, 0)
         table = Dataset.from_dict({
             "sentence1": samples["anchor"].tolist() * 2,
@@ -116,6 +130,12 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     base_path = resolve_model(m.name)
     base_weights = model_fingerprint(base_path)  # hashes the weights files: once per run
     held_out = held_out_description(prepared.summary)
+    loss = resolve_loss(t.loss, "label" in prepared.samples and prepared.samples["label"].notna().any())
+    remine_every = t.hard_negative_update_frequency
+    if LOSSES[loss].columns == MARGINS and remine_every:
+        remine_every = 0  # the teacher's margins belong to the negatives prepare mined
+        if world.is_main:
+            print(f"{loss}: re-mining is off (the teacher's margins were computed for the prepared negatives)")
     use_cuda = pick_device(m.device).startswith("cuda")
     timeout = collective_timeout(len(prepared.corpus), world)
     init_process_group(world, use_cuda, timeout)
@@ -140,14 +160,14 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
         state = RunState(**saved["run"])
     evaluator = HeldOutEvaluator(prepared, m.encode_batch_size, full_length, (base_weights, cache_dir(m)))
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if world.is_main else None
-    duties = Duties(t.epochs, t.hard_negative_update_frequency, t.early_stopping_patience, full_length,
+    duties = Duties(t.epochs, remine_every, t.early_stopping_patience, full_length,
                     MiningParams.of(config.mining, store.negatives_per_pair), t.keep_worse,
                     held_out_label(held_out["kind"]))  # fmt: skip
     callback = RagtuneCallback(model, store, evaluator, state, duties, world, writer, fingerprint)
     args = training_arguments(t, run_dir, world, use_cuda, timeout, fresh=start.checkpoint is None)
+    dataset = training_dataset(prepared.samples, store, LOSSES[loss].columns)
     trainer = main_process_saves(SentenceTransformerTrainer)(
-        model=model, args=args, train_dataset=training_dataset(prepared.samples, store, LOSSES[t.loss].columns),
-        loss=LOSSES[t.loss].build(model, t), evaluator=evaluator,
+        model=model, args=args, train_dataset=dataset, loss=LOSSES[loss].build(model, t), evaluator=evaluator,
         callbacks=[*([TensorBoardCallback(tb_writer=writer)] if world.is_main else []), callback,
                    *filter(None, [trainjob_progress_callback(world)]), *callbacks],
     )  # fmt: skip
@@ -171,11 +191,11 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
         "train": {
             "steps": output.global_step,
             "epochs": t.epochs,
-            "loss": t.loss,
+            "loss": loss,
             "per_device_batch_size": t.batch_size,
             "global_batch_size": t.batch_size * args.world_size,
             "world_size": args.world_size,
-            "samples": len(store.negative),
+            "samples": len(dataset),
             "seconds": round(time.perf_counter() - started, 1),
             "samples_per_second": output.metrics.get("train_samples_per_second"),
         },  # fmt: skip
@@ -192,7 +212,7 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
             store_corpus_embeddings(callback.best_embeddings, model_fingerprint(run_dir / "model"), full_length,
                                     evaluator.documents, cache_dir(m))  # fmt: skip
         writer.add_hparams(
-            {"loss": t.loss, "epochs": t.epochs, "learning_rate": t.learning_rate, "batch_size": t.batch_size,
+            {"loss": loss, "epochs": t.epochs, "learning_rate": t.learning_rate, "batch_size": t.batch_size,
              "max_seq_length": t.max_seq_length or full_length,
              "hard_negative_update_frequency": t.hard_negative_update_frequency},
             {"hparam/ndcg@10": metrics["tuned"]["ndcg@10"]}, run_name="hparams",

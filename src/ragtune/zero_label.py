@@ -18,10 +18,18 @@ from ragtune.config import SyntheticConfig
 from ragtune.data import Dataset, Qrels
 from ragtune.errors import UserError
 from ragtune.synthetic import SyntheticSpec, generate_queries
-from ragtune.teacher import FusionTeacher, choose_teacher, evidence_documents, evidence_queries, flag_false_negatives
+from ragtune.teacher import (
+    FusionTeacher,
+    choose_teacher,
+    evidence_documents,
+    evidence_queries,
+    flag_false_negatives,
+    margin_labels,
+)
 
 MIN_EVIDENCE = 5
 TEACHER_SPARE = 2  # extra candidates mined per pair, for the teacher to veto
+SCORE_CHUNK = 4096  # pairs scored at once: bounds the (pairs, candidates, dim) embeddings in memory
 
 
 @dataclass
@@ -42,6 +50,8 @@ def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int) -> Synthe
         )
     evidence = evidence_queries(corpus, count, seed)
     training = corpus[~corpus["id"].isin(set(evidence["passage_id"]))]
+    if 0 < s.passages < len(training):
+        training = training.sample(n=s.passages, random_state=seed).sort_index()
     spec = SyntheticSpec(generators=tuple(s.generators), queries_per_passage=s.queries_per_passage,
                          max_query_words=s.max_query_words, ict_remove_probability=s.ict_remove_probability,
                          seed=seed)  # fmt: skip
@@ -72,20 +82,64 @@ def choose(encoder, synthetic: SyntheticInput, corpus_embeddings: np.ndarray, ba
     return choose_teacher(queries, query_embeddings, rows, documents, evidence_embeddings)
 
 
-def teacher_vetoes(teacher: FusionTeacher, queries: list[str], query_embeddings: np.ndarray, documents: list[str],
-                   corpus_embeddings: np.ndarray, pairs: list[tuple[int, int]], candidates: list[list[int]],
-                   keep: int) -> tuple[list[list[int]], int]:  # fmt: skip
-    """Each pair's first `keep` candidates the teacher scores below the positive; and how many it vetoed."""
-    width = max((len(c) for c in candidates), default=0)
-    if width == 0:
-        return candidates, 0
-    padded = np.array([c + [-1] * (width - len(c)) for c in candidates])
-    rows = np.concatenate([np.array([p for _, p in pairs])[:, None], padded], axis=1)
-    pair_queries = [q for q, _ in pairs]
-    texts = [[documents[r] if r >= 0 else "" for r in row] for row in rows]
-    scores = teacher.score([queries[q] for q in pair_queries], query_embeddings[pair_queries], texts,
-                           corpus_embeddings[np.maximum(rows, 0)])  # fmt: skip
-    candidate_scores = np.where(padded >= 0, scores[:, 1:], np.nan)
-    vetoed = flag_false_negatives(scores[:, 0], candidate_scores)
-    kept = [[r for r, v in zip(row, flags) if r >= 0 and not v][:keep] for row, flags in zip(padded, vetoed)]
-    return kept, int(vetoed.sum())
+@dataclass
+class TeacherCheck:
+    """The teacher's view of the training pairs, all with base-model embeddings: the queries, each pair's positive
+    as it trains (ICT cuts its sentence out, so it is encoded anew) and the corpus its negatives come from."""
+
+    teacher: FusionTeacher
+    queries: list[str]
+    query_embeddings: np.ndarray
+    pairs: list[tuple[int, int]]  # (query row, positive corpus row)
+    positives: list[str]
+    positive_embeddings: np.ndarray
+    documents: list[str]
+    corpus_embeddings: np.ndarray
+
+    @classmethod
+    def build(cls, teacher, encoder, queries, query_embeddings, pairs, positives, documents, corpus_embeddings,
+              batch_size: int) -> TeacherCheck:  # fmt: skip
+        from ragtune.embeddings import encode
+
+        rows = np.array([p for _, p in pairs], dtype=np.int64)
+        embeddings = corpus_embeddings[rows].copy()
+        cut = [i for i, (text, row) in enumerate(zip(positives, rows)) if text != documents[row]]
+        if cut:
+            embeddings[cut] = encode(
+                encoder, [positives[i] for i in cut], batch_size, "document", "encode cut positives"
+            )
+        return cls(teacher, queries, query_embeddings, pairs, positives, embeddings, documents, corpus_embeddings)
+
+    def scores(self, pair_ids: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """(n, 1 + k): the teacher's score of each pair's positive, then of its k candidate rows (-1 pads: NaN)."""
+        out = np.full((len(pair_ids), 1 + candidates.shape[1]), np.nan)
+        for start in range(0, len(pair_ids), SCORE_CHUNK):  # (chunk, 1 + k, dim) embeddings at a time
+            ids, rows = pair_ids[start : start + SCORE_CHUNK], candidates[start : start + SCORE_CHUNK]
+            query_rows = [self.pairs[p][0] for p in ids]
+            texts = [
+                [self.positives[p]] + [self.documents[r] if r >= 0 else "" for r in row] for p, row in zip(ids, rows)
+            ]
+            embeddings = np.concatenate(
+                [self.positive_embeddings[ids][:, None], self.corpus_embeddings[np.maximum(rows, 0)]], axis=1
+            )
+            scored = self.teacher.score([self.queries[q] for q in query_rows], self.query_embeddings[query_rows],
+                                        texts, embeddings)  # fmt: skip
+            scored[:, 1:][rows < 0] = np.nan
+            out[start : start + SCORE_CHUNK] = scored
+        return out
+
+    def vetoes(self, candidates: list[list[int]], keep: int) -> tuple[list[list[int]], int]:
+        """Each pair's first `keep` candidates the teacher scores below the positive; and how many it vetoed."""
+        width = max((len(c) for c in candidates), default=0)
+        if width == 0:
+            return candidates, 0
+        padded = np.array([c + [-1] * (width - len(c)) for c in candidates])
+        scores = self.scores(np.arange(len(candidates)), padded)
+        vetoed = flag_false_negatives(scores[:, 0], scores[:, 1:])
+        kept = [[r for r, v in zip(row, flags) if r >= 0 and not v][:keep] for row, flags in zip(padded, vetoed)]
+        return kept, int(vetoed.sum())
+
+    def margins(self, pair_ids: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        """MarginMSE labels of (pair, negative row): teacher(q, positive) - teacher(q, negative); NaN without one."""
+        scores = self.scores(pair_ids, negatives[:, None])
+        return margin_labels(scores[:, 0], scores[:, 1])
