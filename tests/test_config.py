@@ -37,7 +37,10 @@ def test_written_config_reloads_identically(tmp_path):
         ("mining:\n  range_min: 60\n", "range_min < range_max"),
         ("data:\n  eval_fraction: 1.5\n", "data.eval_fraction"),
         ("data:\n  eval_fraction: 0\n", "data.eval_fraction must be a number in \\(0, 1\\)"),
-        ("train:\n  loss: triplet\n", "train.loss must be one of auto, mnrl, cached-mnrl, margin-mse, contrastive"),
+        (
+            "train:\n  loss: triplet\n",
+            "train.loss must be one of auto, mnrl, cached-mnrl, gist, margin-mse, contrastive",
+        ),
         ("mining:\n  range_max: [5\n", "is not valid YAML"),
         ("- a\n- b\n", "expected a mapping of sections"),
     ],

@@ -12,6 +12,7 @@ import pytest
 from ragtune.errors import UserError
 from ragtune.teacher import (
     Bm25,
+    CrossEncoderTeacher,
     FusionTeacher,
     choose_teacher,
     evidence_documents,
@@ -149,3 +150,75 @@ def test_evidence_queries_are_cut_from_their_passages():
     assert all(documents[i] == texts[i] for i in untouched)
     with pytest.raises(UserError, match="holding out 31 synthetic queries"):
         evidence_queries(frame, 31, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cross_encoder_dir(tmp_path_factory):
+    """A real cross-encoder: the bundled MiniLM's encoder under a fresh one-logit head (untrained: this tests the
+    path, never its quality), saved as transformers saves one."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ragtune.models import resolve_model
+
+    directory = tmp_path_factory.mktemp("cross-encoder")
+    base = resolve_model("all-MiniLM-L6-v2")
+    AutoModelForSequenceClassification.from_pretrained(base, num_labels=1).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(base).save_pretrained(directory)
+    return directory
+
+
+def test_a_path_that_is_no_cross_encoder_is_one_line(tmp_path):
+    from ragtune.models import resolve_model
+
+    with pytest.raises(UserError, match="no readable config.json"):
+        CrossEncoderTeacher.load_model(str(tmp_path / "nowhere"), "cpu")
+    with pytest.raises(UserError, match="not a sequence classifier"):  # a bi-encoder is not a cross-encoder
+        CrossEncoderTeacher.load_model(str(resolve_model("all-MiniLM-L6-v2")), "cpu")
+
+
+def test_cross_encoder_teacher_scores_reranks_and_skips_padding(cross_encoder_dir):
+    model = CrossEncoderTeacher.load_model(str(cross_encoder_dir), "cpu")
+    corpus = np.eye(len(DOCUMENTS), dtype=np.float32)
+    teacher = CrossEncoderTeacher(model, DOCUMENTS, corpus)
+    scores = teacher.score(["insulin in the liver"] * 2, None, [[DOCUMENTS[0], "", DOCUMENTS[3]], [DOCUMENTS[1]] * 3],
+                           None)  # fmt: skip
+    assert scores.shape == (2, 3) and np.isnan(scores[0, 1]) and np.isnan(scores).sum() == 1
+    assert ((0 < scores[~np.isnan(scores)]) & (scores[~np.isnan(scores)] < 1)).all()  # the sigmoid: cosine-like
+    direct = model.predict([("insulin in the liver", DOCUMENTS[0]), ("insulin in the liver", DOCUMENTS[3])])
+    assert np.allclose(scores[0, [0, 2]], direct, atol=1e-6)
+    query = corpus[[0, 1, 2, 3]].sum(axis=0, keepdims=True)  # the base model's top 4 are passages 0-3
+    ranked = teacher.rank_corpus(["insulin in the liver"], query, k=3)[0]
+    expected = model.predict([("insulin in the liver", DOCUMENTS[r]) for r in range(4)])  # passage 4 is empty
+    assert [r for r, _ in ranked] == list(np.argsort(-expected, kind="stable")[:3])
+
+
+@pytest.mark.slow
+def test_prepare_and_evaluate_with_a_cross_encoder_teacher(cross_encoder_dir, tmp_path, scifact_slice):
+    """Passages only, the cross-encoder as teacher: its margins label the negatives, its rerank is a baseline."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from ragtune import api
+    from ragtune import config as cfg
+
+    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:120]
+    rows.to_parquet(tmp_path / "passages.parquet")
+    prepared = tmp_path / "prepared"
+    config = cfg.load(None, {"data.path": str(tmp_path / "passages.parquet"), "data.output": str(prepared),
+                             "mining.range_min": 0, "mining.min_score": 0.1, "synthetic.teacher": "cross-encoder",
+                             "synthetic.cross_encoder": str(cross_encoder_dir), "synthetic.passages": 30})  # fmt: skip
+    api.prepare(config)
+    summary = json.loads((prepared / "summary.json").read_text())
+    assert summary["teacher"] == {"name": f"cross-encoder {cross_encoder_dir}", "cross_encoder": str(cross_encoder_dir)}
+    samples = pd.read_parquet(prepared / "train.parquet")
+    hard = samples[samples["kind"] == "hard_negative"]
+    assert len(hard) and (hard["label"] > 0).all() and (hard["label"] < 1).all()  # sigmoid margins, vetoed >= 0
+    few = tmp_path / "few-queries"  # the slice with 5 of its test queries: 500 cross-encoder pairs to rerank
+    shutil.copytree(scifact_slice, few)
+    qrels = (few / "qrels" / "test.tsv").read_text().splitlines()
+    (few / "qrels" / "test.tsv").write_text("\n".join(qrels[:6]) + "\n")
+    judged = {"data.path": str(few), "eval.baselines": ["teacher"], "eval.teacher_of": str(prepared),
+              "eval.output": str(tmp_path / "eval")}  # fmt: skip
+    results = api.evaluate(cfg.load(None, judged))
+    assert list(results) == ["teacher: cross-encoder reranking all-MiniLM-L6-v2's top 100", "all-MiniLM-L6-v2"]

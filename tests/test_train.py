@@ -122,7 +122,7 @@ def test_tensorboard_holds_the_named_scalars(finished_run):
     assert (run_dir / "tensorboard" / "hparams").is_dir()
 
 
-@pytest.mark.parametrize("loss", ["cached-mnrl", "contrastive"])
+@pytest.mark.parametrize("loss", ["cached-mnrl", "gist", "contrastive"])
 def test_other_losses_train(prepared_dir, tmp_path, loss):
     result = train(train_config(prepared_dir, tmp_path / loss, train__loss=loss, train__epochs=1,
                                 train__hard_negative_update_frequency=0))  # fmt: skip

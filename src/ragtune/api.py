@@ -191,16 +191,19 @@ def search(config: cfg.Config, question: str, model: str | None = None):
 def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[str, float]]:
     """prepare -> train -> evaluate -> report on the bundled SciFact; BM25 / base / tuned on its test split.
 
-    Everything goes under `root` and is replaced on every run.
+    With data.corpus_only (configs/demo-zero-label.yaml) the passages alone train, and the table adds
+    the zero-label teacher. Everything goes under `root` and is replaced on every run.
     """
     import time
 
     started = time.perf_counter()
+    teacher = ["teacher"] if config.data.corpus_only and "teacher" not in config.eval.baselines else []
     config = cfg.replace(
         config,
         **{"data.path": config.data.path or "data/scifact", "data.output": str(root / "prepared"),
            "train.prepared": str(root / "prepared"), "train.output": str(root / "run"),
-           "eval.output": str(root / "eval"), "eval.models": [config.model.name, str(root / "run" / "model")]},
+           "eval.output": str(root / "eval"), "eval.models": [config.model.name, str(root / "run" / "model")],
+           "eval.baselines": [*config.eval.baselines, *teacher], "eval.teacher_of": str(root / "prepared")},
     )  # fmt: skip
     prepare(config, overwrite=True)
     train(config, overwrite=True)

@@ -86,8 +86,10 @@ class SyntheticConfig:
     )
     teacher: str = _option(
         "fusion",
-        "fusion (the base model + BM25, weighed on the held-out queries; its margins train margin-mse) or none",
+        "fusion (the base model + BM25, weighed on the held-out queries), cross-encoder (synthetic.cross_encoder) "
+        "or none; the teacher vetoes false negatives and its margins train margin-mse",
     )
+    cross_encoder: str = _option("", "teacher cross-encoder: a local sentence-transformers CrossEncoder directory")
     passages: int = _option(0, "passages that give training queries, a random sample (0: all); mining uses all")
 
 
@@ -101,6 +103,7 @@ class TrainConfig:
     learning_rate: float = _option(6e-5, "peak learning rate (linear warmup, then linear decay)")
     batch_size: int = _option(32, "samples per device per step; more in-batch negatives as it grows")
     mini_batch_size: int = _option(16, "cached-mnrl only: rows encoded at once (memory, not the result)")
+    scale: float = _option(20.0, "mnrl, cached-mnrl, gist: inverse temperature of the in-batch softmax")
     warmup_ratio: float = _option(0.1, "share of steps spent warming up the learning rate")
     max_seq_length: int = _option(
         128, "token limit while training, for speed (0: the model's own); evaluation uses the model's"
@@ -110,7 +113,7 @@ class TrainConfig:
     early_stopping_patience: int = _option(0, "stop after N evaluations without a better nDCG@10 (0: never)")
     logging_steps: int = _option(5, "log loss and learning rate every N steps")
     seed: int = _option(42, "seed for data order, negatives and initialisation")
-    gather_across_devices: bool = _option(False, "mnrl/cached-mnrl under DDP: in-batch negatives from all ranks")
+    gather_across_devices: bool = _option(False, "mnrl/cached-mnrl/gist under DDP: in-batch negatives from all ranks")
     keep_worse: bool = _option(
         False, "ship the best tuned epoch even when it does not beat the base model on the held-out queries"
     )
@@ -165,7 +168,7 @@ class Config:
 
 
 BACKENDS = ("kubernetes", "local")
-TEACHERS = ("fusion", "none")
+TEACHERS = ("fusion", "cross-encoder", "none")
 GENERATORS = ("ict", "crop", "terms")  # ragtune.synthetic implements them
 
 SECTIONS: dict[str, type] = {name: kind for name, kind in typing.get_type_hints(Config).items()}
@@ -270,6 +273,7 @@ def validate(config: Config, source: str = "config") -> None:
         (t.learning_rate > 0, "train.learning_rate", "a positive number"),
         (t.batch_size > 1, "train.batch_size", "at least 2 (in-batch negatives need company)"),
         (t.mini_batch_size > 0, "train.mini_batch_size", "a positive integer"),
+        (t.scale > 0, "train.scale", "a positive number"),
         (0 <= t.warmup_ratio < 1, "train.warmup_ratio", "a number in [0, 1)"),
         (t.max_seq_length >= 0, "train.max_seq_length", "0 or a positive integer"),
         (t.hard_negative_update_frequency >= 0, "train.hard_negative_update_frequency", "0 or more"),
@@ -283,6 +287,11 @@ def validate(config: Config, source: str = "config") -> None:
         (config.synthetic.evidence_queries >= 5, "synthetic.evidence_queries", "at least 5"),
         (config.synthetic.passages >= 0, "synthetic.passages", "0 (all) or a positive integer"),
         (config.synthetic.teacher in TEACHERS, "synthetic.teacher", " or ".join(TEACHERS)),
+        (
+            config.synthetic.teacher != "cross-encoder" or bool(config.synthetic.cross_encoder),
+            "synthetic.cross_encoder",
+            "a local cross-encoder directory when synthetic.teacher is cross-encoder",
+        ),  # fmt: skip
         (config.feast.top_k > 0, "feast.top_k", "a positive integer (--top-k)"),
         (config.feast.embedding_dim > 0, "feast.embedding_dim", "the model's embedding size, a positive integer"),
         (config.kubeflow.backend in BACKENDS, "kubeflow.backend", " or ".join(BACKENDS)),

@@ -78,13 +78,16 @@ def evaluation_qrels(dataset: Dataset, split: str) -> Qrels:
     return qrels
 
 
-def teacher_weight(prepared_dir: str) -> float:
-    """The BM25 weight `prepare` chose for its zero-label teacher."""
+def teacher_of(prepared_dir: str) -> dict:
+    """The zero-label teacher `prepare` used: {"bm25_weight": w} (fusion) or {"cross_encoder": path}."""
     import json
 
     summary = Path(prepared_dir) / "summary.json"
     try:
-        return float(json.loads(summary.read_text(encoding="utf-8"))["teacher"]["bm25_weight"])
+        teacher = json.loads(summary.read_text(encoding="utf-8"))["teacher"]
+        if "cross_encoder" in teacher:
+            return {"cross_encoder": str(teacher["cross_encoder"])}
+        return {"bm25_weight": float(teacher["bm25_weight"])}
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(
             f"--baseline teacher: {summary} names no teacher; pass --teacher-of a directory `ragtune prepare` "
@@ -105,7 +108,12 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
     unknown = [b for b in e.baselines if b not in ("bm25", "teacher", "none")]
     if unknown:
         raise UserError(f"--baseline {unknown[0]}: unknown baseline; use bm25, teacher or none")
-    weight = teacher_weight(e.teacher_of) if "teacher" in e.baselines else None
+    teacher = teacher_of(e.teacher_of) if "teacher" in e.baselines else None
+    cross_encoder = None
+    if teacher and "cross_encoder" in teacher:
+        from ragtune.teacher import CrossEncoderTeacher
+
+        cross_encoder = CrossEncoderTeacher.load_model(teacher["cross_encoder"], model.device)
     models = [] if e.via_feast else e.models or [model.name]
     model_paths = {name: resolve_model(name) for name in models}  # fail before any slow work
     results: dict[str, dict[str, float]] = {}
@@ -116,12 +124,18 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
         key = model_fingerprint(model_paths[name])
         corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
         query_emb = encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")
-        if index == 0 and weight is not None:
-            from ragtune.teacher import FusionTeacher, teacher_name
+        if index == 0 and teacher is not None:
+            from ragtune.teacher import RERANK_DEPTH, CrossEncoderTeacher, FusionTeacher, teacher_name
 
-            ranked = FusionTeacher(documents, corpus_emb, weight).rank_corpus(query_texts, query_emb, CUTOFF)
+            if cross_encoder is not None:
+                ranker = CrossEncoderTeacher(cross_encoder, documents, corpus_emb, model.encode_batch_size)
+                label = f"teacher: cross-encoder reranking {name}'s top {RERANK_DEPTH}"
+            else:
+                ranker = FusionTeacher(documents, corpus_emb, teacher["bm25_weight"])
+                label = f"teacher: {teacher_name(teacher['bm25_weight'])} over {name}"
+            ranked = ranker.rank_corpus(query_texts, query_emb, CUTOFF)
             rankings = {q: [(doc_ids[r], s) for r, s in hits] for q, hits in zip(query_ids, ranked)}
-            results[f"teacher: {teacher_name(weight)} over {name}"] = retrieval_metrics(rankings, qrels)
+            results[label] = retrieval_metrics(rankings, qrels)
         results[name] = retrieval_metrics(dense_rankings(query_emb, corpus_emb, query_ids, doc_ids), qrels)
     return results
 

@@ -27,14 +27,30 @@ class LossSpec:
 def _mnrl(model, train):
     from sentence_transformers.sentence_transformer import losses
 
-    return losses.MultipleNegativesRankingLoss(model, gather_across_devices=train.gather_across_devices)
+    return losses.MultipleNegativesRankingLoss(
+        model, scale=train.scale, gather_across_devices=train.gather_across_devices
+    )
 
 
 def _cached_mnrl(model, train):
     from sentence_transformers.sentence_transformer import losses
 
     return losses.CachedMultipleNegativesRankingLoss(
-        model, mini_batch_size=train.mini_batch_size, gather_across_devices=train.gather_across_devices
+        model, scale=train.scale, mini_batch_size=train.mini_batch_size,
+        gather_across_devices=train.gather_across_devices,
+    )  # fmt: skip
+
+
+def _gist(model, train):
+    """The guide is the model as training starts (the base, a copy of the weights already in memory): an
+    in-batch candidate the guide scores above the positive is an unlabelled positive and is masked."""
+    import copy
+
+    from sentence_transformers.sentence_transformer import losses
+
+    guide = copy.deepcopy(model).eval()
+    return losses.GISTEmbedLoss(
+        model, guide, temperature=1 / train.scale, gather_across_devices=train.gather_across_devices
     )
 
 
@@ -55,6 +71,7 @@ def _contrastive(model, train):
 LOSSES: dict[str, LossSpec] = {
     "mnrl": LossSpec("in-batch negatives plus the mined hard negative", TRIPLETS, _mnrl),
     "cached-mnrl": LossSpec("mnrl for large batches on small memory (train.mini_batch_size)", TRIPLETS, _cached_mnrl),
+    "gist": LossSpec("mnrl that masks in-batch negatives the base model scores above the positive", TRIPLETS, _gist),
     "margin-mse": LossSpec(
         "GPL-style: the student's cosine margin matches the teacher's (passages-only input)", MARGINS, _margin_mse
     ),

@@ -18,7 +18,7 @@ from ragtune.errors import UserError
 from ragtune.mining import MiningAudit, MiningParams, mine, random_negatives
 from ragtune.models import cache_dir, load_model, model_fingerprint, resolve_model
 from ragtune.prepared import Prepared
-from ragtune.teacher import FusionTeacher
+from ragtune.teacher import CrossEncoderTeacher, FusionTeacher
 
 SAMPLE_COLUMNS = [
     "training_sample_id", "event_timestamp", "kind", "anchor_id", "anchor",
@@ -170,6 +170,9 @@ def eval_frame(corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, time
 def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: MiningConfig, synthetic: SyntheticConfig,
             timestamp: datetime) -> Prepared:  # fmt: skip
     real = load_eval_data(data, dataset.corpus)
+    cross_encoder = None
+    if dataset.kind == "passages" and synthetic.generators and synthetic.teacher == "cross-encoder":
+        cross_encoder = CrossEncoderTeacher.load_model(synthetic.cross_encoder, model.device)  # before slow work
     made = None
     if dataset.kind == "passages" and synthetic.generators:
         made = zero_label.synthetic_dataset(dataset, synthetic, data.seed)
@@ -188,7 +191,7 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
     extras = {}
     check = None
     wanted = mining.hard_negatives_per_query
-    with_teacher = made is not None and synthetic.teacher == "fusion" and wanted > 0
+    with_teacher = made is not None and synthetic.teacher != "none" and wanted > 0
     if wanted > 0:
         encoder = load_model(model.name, model.device)
         key = model_fingerprint(resolve_model(model.name))
@@ -198,15 +201,20 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
         query_emb = encode(encoder, texts, model.encode_batch_size, "query", "encode queries")
         spare = zero_label.TEACHER_SPARE if with_teacher else 0
         hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, MiningParams.of(mining, wanted + spare))
-        if with_teacher:
+        if with_teacher and cross_encoder is not None:
+            teacher = CrossEncoderTeacher(cross_encoder, documents, corpus_emb, model.encode_batch_size)
+            extras["teacher"] = {"name": f"cross-encoder {synthetic.cross_encoder}",
+                                 "cross_encoder": synthetic.cross_encoder}  # fmt: skip
+        elif with_teacher:
             choice = zero_label.choose(encoder, made, corpus_emb, model.encode_batch_size)
             teacher = FusionTeacher(documents, corpus_emb, choice.bm25_weight)
+            extras["teacher"] = choice.as_dict()
+        if with_teacher:
             trained_positives = [made.positive_text.get(query_ids[q], documents[p]) for q, p in pairs]
             check = zero_label.TeacherCheck.build(teacher, encoder, texts, query_emb, pairs, trained_positives,
                                                   documents, corpus_emb, model.encode_batch_size)  # fmt: skip
             hard, vetoed = check.vetoes(hard, wanted)
             audit.dropped_teacher_false_negative, audit.kept = vetoed, audit.kept - vetoed
-            extras["teacher"] = choice.as_dict()
         hard = [negatives[:wanted] for negatives in hard]
         audit.selected = sum(map(len, hard))
         audit.pairs_without_negative = sum(not negatives for negatives in hard)

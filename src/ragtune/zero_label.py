@@ -2,9 +2,11 @@
 
 Synthetic queries (synthetic.py) replace titles as the training queries; a held-out set of ICT
 queries, their sentence cut out of the source passage, never trains. Those held-out queries
-choose the teacher (teacher.py: how much BM25 to mix into the base model's cosine) and, unless
---eval-data brings real queries, measure each epoch, labelled synthetic. The teacher then checks
-the mined negatives: a candidate it scores at or above the positive is a false negative.
+choose the teacher (teacher.py: how much BM25 to mix into the base model's cosine; or the user's
+cross-encoder) and, unless --eval-data brings real queries, measure each epoch, labelled synthetic.
+The teacher then checks the mined negatives against each positive as it trains: a candidate it
+scores at or above the positive is a false negative. Its score differences label every remaining
+negative, and margin-mse (losses.py) trains on them, GPL-style.
 """
 
 from __future__ import annotations
