@@ -63,8 +63,8 @@ def main() -> None:
         started = time.perf_counter()
         trained = api.train(config, overwrite=True)
         seconds[name] = round(time.perf_counter() - started, 1)
-        tuned = evaluate(dataset, cfg.replace(config, **{"eval.baselines": ["none"],
-                                                         "eval.models": [str(trained.model_dir)]}).eval, config.model)  # fmt: skip
+        judged = cfg.replace(config, **{"eval.baselines": ["none"], "eval.models": [str(trained.model_dir)]})
+        tuned = evaluate(dataset, judged.eval, config.model)
         rows[f"{name} ({trained.metrics['shipped']}, {trained.metrics['train']['steps']} steps, {seconds[name]} s)"] = (
             tuned[str(trained.model_dir)]
         )

@@ -34,8 +34,12 @@ def test_held_out_passages_never_give_training_queries():
     held_out = {pid for docs in made.dataset.qrels["dev"].values() for pid in docs}
     trained = {pid for docs in made.dataset.qrels["train"].values() for pid in docs}
     assert len(held_out) == 8 and trained and not held_out & trained
-    assert set(made.positive_text) == set(made.dataset.qrels["train"])
-    assert made.dataset.kind == "synthetic" and sum(made.audit["kept"].values()) == len(made.positive_text)
+    assert set(made.positive_text) == set(made.dataset.qrels["train"]) | set(made.dataset.qrels["dev"])
+    assert made.dataset.kind == "synthetic" and sum(made.audit["kept"].values()) == len(made.dataset.qrels["train"])
+    documents = dict(zip(made.dataset.corpus["id"], made.dataset.corpus["document"]))
+    for qid, docs in made.dataset.qrels["dev"].items():  # judged with the query sentence cut out of its passage
+        (pid,) = docs
+        assert made.dataset.queries[qid] in documents[pid] and made.dataset.queries[qid] not in made.positive_text[qid]
 
 
 def test_a_corpus_too_small_to_hold_out_queries_is_one_line():

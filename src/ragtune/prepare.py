@@ -52,7 +52,11 @@ def split_queries(dataset: Dataset, eval_fraction: float, seed: int, real: Datas
     if "dev" in dataset.qrels:
         held_out = dataset.positives("dev")
         train = {qid: docs for qid, docs in train.items() if qid not in held_out}
-        source = "dev" if kind == "real" else f"{len(held_out)} held-out synthetic queries (ict, sentence cut out)"
+        source = (
+            "dev"
+            if kind == "real"
+            else f"{len(held_out)} held-out synthetic queries (ict, the sentence cut out of its passage)"
+        )
         return Splits(train, held_out, source, kind)
     query_ids = sorted(train)
     n_eval = max(1, int(round(eval_fraction * len(query_ids))))  # best-model choice needs held-out queries
@@ -145,9 +149,14 @@ def teacher_margins(check: zero_label.TeacherCheck, samples: pd.DataFrame, query
     return labels
 
 
-def eval_frame(corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, timestamp: datetime) -> pd.DataFrame:
-    """Held-out judgements in the sample schema (kind 'positive'), with the graded score."""
+def eval_frame(corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, timestamp: datetime,
+               positive_text: dict[str, str] | None = None) -> pd.DataFrame:  # fmt: skip
+    """Held-out judgements in the sample schema (kind 'positive'), with the graded score.
+
+    A held-out synthetic query's positive is its passage with the query sentence cut out (`positive_text`):
+    the evaluator ranks that text in the passage's place, so the query cannot simply be found by its words."""
     documents = dict(zip(corpus["id"], corpus["document"]))
+    positive_text = positive_text or {}
     rows = [
         (
             sample_id(qid, did, "eval"),
@@ -156,7 +165,7 @@ def eval_frame(corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, time
             qid,
             queries[qid],
             did,
-            documents[did],
+            positive_text.get(qid, documents[did]),
             None,
             None,
             score,
@@ -224,7 +233,8 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
     samples = compose_samples(corpus, dataset.queries, query_ids, pairs, hard, draws, timestamp, positive_text)
     if check is not None:
         samples["label"] = teacher_margins(check, samples, query_row, row_of)
-    held_out = eval_frame(corpus, real.queries if real else dataset.queries, splits.eval, timestamp)
+    held_out = eval_frame(corpus, real.queries if real else dataset.queries, splits.eval, timestamp,
+                          None if real else positive_text)  # fmt: skip
     summary = {
         "input_kind": dataset.kind,
         "corpus_passages": len(corpus),

@@ -37,7 +37,7 @@ SCORE_CHUNK = 4096  # pairs scored at once: bounds the (pairs, candidates, dim) 
 @dataclass
 class SyntheticInput:
     dataset: Dataset  # kind "synthetic": train qrels from generated queries, dev qrels from the held-out ones
-    positive_text: dict[str, str]  # query id -> the positive it trains on (ICT cuts its sentence out)
+    positive_text: dict[str, str]  # query id -> its positive as it trains or is judged (ICT cuts the sentence out)
     evidence: pd.DataFrame
     audit: dict
 
@@ -68,7 +68,8 @@ def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int) -> Synthe
     train: Qrels = {qid: {pid: 1.0} for qid, pid in zip(queries["query_id"], queries["passage_id"])}
     held_out: Qrels = {qid: {pid: 1.0} for qid, pid in zip(evidence_ids, evidence["passage_id"])}
     synthetic = Dataset("synthetic", corpus, texts, {"train": train, "dev": held_out})
-    return SyntheticInput(synthetic, dict(zip(queries["query_id"], queries["positive"])), evidence, audit.as_dict())
+    positives = dict(zip(queries["query_id"], queries["positive"])) | dict(zip(evidence_ids, evidence["positive"]))
+    return SyntheticInput(synthetic, positives, evidence, audit.as_dict())
 
 
 def choose(encoder, synthetic: SyntheticInput, corpus_embeddings: np.ndarray, batch_size: int):
