@@ -24,8 +24,8 @@ def evaluator_for(positive: str) -> HeldOutEvaluator:
 
 
 def test_synthetic_held_out_queries_are_judged_against_the_cut_passage(model):
-    query, full, cut = (encode(model, [text], 8, kind, progress=False)[0]
-                        for text, kind in [(QUERY, "query"), (DOCUMENTS[0], "document"), (CUT, "document")])  # fmt: skip
+    texts = [(QUERY, "query"), (DOCUMENTS[0], "document"), (CUT, "document")]
+    query, full, cut = (encode(model, [text], 8, kind, progress=False)[0] for text, kind in texts)
     judged_cut = evaluator_for(CUT)
     metrics = judged_cut(model, steps=1)
     assert judged_cut.replaced == {0: CUT}
