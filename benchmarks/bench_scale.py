@@ -4,7 +4,7 @@ Synthetic BEIR corpora of 10k, 30k and 100k short passages (one training query p
 its words drawn from its positive) go through the real CLI in a fresh process each; the peak RSS
 is that process's own (wait4). Target: under 4 GiB at 100k, time about linear in corpus size.
 
-    python benchmarks/bench_scale.py [--sizes 10000 30000 100000] [--words 40]
+    python benchmarks/bench_scale.py [--sizes 10000 30000 100000] [--words 40] [--zero-label 800]
 """
 
 from __future__ import annotations
@@ -29,13 +29,18 @@ def vocabulary(size: int, rng: np.random.Generator) -> list[str]:
     return sorted(words)[:size]
 
 
-def write_corpus(directory: Path, passages: int, words: int, seed: int = 0) -> Path:
-    """A BEIR directory; Zipf-distributed words so some passages are near each other, as in real text."""
+def write_corpus(directory: Path, passages: int, words: int, seed: int = 0, sentence_words: int = 0) -> Path:
+    """A BEIR directory; Zipf-distributed words so some passages are near each other, as in real text.
+
+    `sentence_words` > 0 ends a sentence every that many words (synthetic ICT queries need sentences)."""
     rng = np.random.default_rng(seed)
     vocab = np.array(vocabulary(5000, rng))
     (directory / "qrels").mkdir(parents=True, exist_ok=True)
     ranks = np.minimum(rng.zipf(1.3, size=(passages, words)), len(vocab)) - 1
     texts = [" ".join(vocab[row]) for row in ranks]
+    if sentence_words:
+        texts = [". ".join(" ".join(ws[i : i + sentence_words]) for i in range(0, len(ws), sentence_words)) + "."
+                 for ws in (text.split() for text in texts)]  # fmt: skip
     with open(directory / "corpus.jsonl", "w", encoding="utf-8") as handle:
         for i, text in enumerate(texts):
             handle.write(json.dumps({"_id": f"d{i}", "title": "", "text": text}) + "\n")
@@ -51,10 +56,10 @@ def write_corpus(directory: Path, passages: int, words: int, seed: int = 0) -> P
     return directory
 
 
-def run_prepare(data: Path, output: Path, cache: Path) -> tuple[float, float]:
+def run_prepare(data: Path, output: Path, cache: Path, extra: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (GiB) of one `ragtune prepare` process."""
     command = [sys.executable, "-m", "ragtune.cli", "prepare", "--data", str(data), "--output", str(output),
-               "--cache-dir", str(cache), "--device", "cpu"]  # fmt: skip
+               "--cache-dir", str(cache), "--device", "cpu", *extra]  # fmt: skip
     started = time.perf_counter()
     process = subprocess.Popen(command, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
@@ -68,13 +73,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     parser.add_argument("--words", type=int, default=16, help="words per synthetic passage")
+    parser.add_argument("--zero-label", type=int, default=0, metavar="PASSAGES",
+                        help="passages-only mode (--corpus-only): synthetic queries from this many passages, "
+                             "the teacher over the whole corpus; passages get 10-word sentences")  # fmt: skip
     options = parser.parse_args()
+    extra = ["--corpus-only", "--passages", str(options.zero_label)] if options.zero_label else []
 
     work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     rows = []
     for size in options.sizes:
-        data = write_corpus(work / f"corpus_{size}", size, options.words)
-        seconds, peak = run_prepare(data, work / f"prepared_{size}", work / f"cache_{size}")
+        data = write_corpus(work / f"corpus_{size}", size, options.words, sentence_words=10 if extra else 0)
+        seconds, peak = run_prepare(data, work / f"prepared_{size}", work / f"cache_{size}", extra)
         rows.append((size, seconds, peak))
         print(f"{size} passages: {seconds:.0f} s, peak RSS {peak:.2f} GiB", flush=True)
 
@@ -85,7 +94,8 @@ def main() -> None:
         linearity = (seconds / base_seconds) / (size / base_size)
         print(f"| {size:,} | {len(range(0, size, 20)):,} | {seconds:.0f} | {1000 * seconds / size:.2f} | "
               f"{linearity:.2f} | {peak:.2f} |")  # fmt: skip
-    print(f"\n{options.words} words per passage, cold embedding cache, `ragtune prepare` defaults; goal: < 4 GiB")
+    mode = f"passages only, queries from {options.zero_label} passages" if extra else "`ragtune prepare` defaults"
+    print(f"\n{options.words} words per passage, cold embedding cache, {mode}; goal: < 4 GiB")
     size, seconds, peak = rows[-1]
     report_result(passages=size, peak_rss_gib=peak, linearity=(seconds / base_seconds) / (size / base_size))
 
