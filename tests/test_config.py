@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 import yaml
@@ -109,3 +110,12 @@ def test_train_flags_are_what_training_reads():
     settings = cfg.training_settings(cfg.Config())
     assert "train.epochs" in settings and "mining.min_score" in settings
     assert "train.output" not in settings and "model.encode_batch_size" not in settings
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load_and_validate(path):
+    """The profiles README tells users to pass to --config: each loads, and every key it sets is a real field."""
+    config = cfg.load(path)
+    for section, values in yaml.safe_load(path.read_text()).items():
+        for key, value in values.items():
+            assert getattr(getattr(config, section), key) == value, f"{section}.{key}"

@@ -126,11 +126,13 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     transformers.utils.logging.disable_progress_bar()  # per-save bars; the Trainer keeps its own
     run_dir = Path(t.output)
     prepared = Prepared.load(Path(t.prepared))
+    loss = resolve_loss(t.loss, "label" in prepared.samples and prepared.samples["label"].notna().any())
+    config = cfg.replace(config, **{"train.loss": loss})  # config.yaml and the card name the loss that trained
+    t = config.train
     fingerprint = {"data": data_fingerprint(Path(t.prepared)), "settings": cfg.training_settings(config)}
     base_path = resolve_model(m.name)
     base_weights = model_fingerprint(base_path)  # hashes the weights files: once per run
     held_out = held_out_description(prepared.summary)
-    loss = resolve_loss(t.loss, "label" in prepared.samples and prepared.samples["label"].notna().any())
     remine_every = t.hard_negative_update_frequency
     if LOSSES[loss].columns == MARGINS and remine_every:
         remine_every = 0  # the teacher's margins belong to the negatives prepare mined
