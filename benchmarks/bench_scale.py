@@ -32,15 +32,15 @@ def vocabulary(size: int, rng: np.random.Generator) -> list[str]:
 def write_corpus(directory: Path, passages: int, words: int, seed: int = 0, sentence_words: int = 0) -> Path:
     """A BEIR directory; Zipf-distributed words so some passages are near each other, as in real text.
 
-    `sentence_words` > 0 ends a sentence every that many words (synthetic ICT queries need sentences)."""
+    `sentence_words` > 0 makes sentences of that many words, capitalised (synthetic ICT queries need them)."""
     rng = np.random.default_rng(seed)
     vocab = np.array(vocabulary(5000, rng))
     (directory / "qrels").mkdir(parents=True, exist_ok=True)
     ranks = np.minimum(rng.zipf(1.3, size=(passages, words)), len(vocab)) - 1
     texts = [" ".join(vocab[row]) for row in ranks]
     if sentence_words:
-        texts = [". ".join(" ".join(ws[i : i + sentence_words]) for i in range(0, len(ws), sentence_words)) + "."
-                 for ws in (text.split() for text in texts)]  # fmt: skip
+        texts = [". ".join(" ".join(ws[i : i + sentence_words]).capitalize() for i in range(0, len(ws), sentence_words))
+                 + "." for ws in (text.split() for text in texts)]  # fmt: skip
     with open(directory / "corpus.jsonl", "w", encoding="utf-8") as handle:
         for i, text in enumerate(texts):
             handle.write(json.dumps({"_id": f"d{i}", "title": "", "text": text}) + "\n")
@@ -84,19 +84,20 @@ def main() -> None:
     for size in options.sizes:
         data = write_corpus(work / f"corpus_{size}", size, options.words, sentence_words=10 if extra else 0)
         seconds, peak = run_prepare(data, work / f"prepared_{size}", work / f"cache_{size}", extra)
-        rows.append((size, seconds, peak))
+        summary = json.loads((work / f"prepared_{size}" / "summary.json").read_text())
+        rows.append((size, summary["train_queries"], seconds, peak))
         print(f"{size} passages: {seconds:.0f} s, peak RSS {peak:.2f} GiB", flush=True)
 
-    base_size, base_seconds, _ = rows[0]
+    base_size, _, base_seconds, _ = rows[0]
     print("\n| passages | queries | wall s | s per 1k passages | time ratio / size ratio | peak RSS GiB |")
     print("|---|---|---|---|---|---|")
-    for size, seconds, peak in rows:
+    for size, queries, seconds, peak in rows:
         linearity = (seconds / base_seconds) / (size / base_size)
-        print(f"| {size:,} | {len(range(0, size, 20)):,} | {seconds:.0f} | {1000 * seconds / size:.2f} | "
+        print(f"| {size:,} | {queries:,} | {seconds:.0f} | {1000 * seconds / size:.2f} | "
               f"{linearity:.2f} | {peak:.2f} |")  # fmt: skip
     mode = f"passages only, queries from {options.zero_label} passages" if extra else "`ragtune prepare` defaults"
     print(f"\n{options.words} words per passage, cold embedding cache, {mode}; goal: < 4 GiB")
-    size, seconds, peak = rows[-1]
+    size, _, seconds, peak = rows[-1]
     report_result(passages=size, peak_rss_gib=peak, linearity=(seconds / base_seconds) / (size / base_size))
 
 
