@@ -35,6 +35,7 @@ from ragtune.teacher import (
     flag_false_negatives,
     margin_labels,
 )
+from ragtune.zero_label import TeacherCheck
 
 MODEL = "all-MiniLM-L6-v2"
 CANDIDATES = 3  # mined candidates per query; the hardest the teacher does not flag is kept
@@ -61,17 +62,11 @@ def training_triplets(corpus, corpus_emb, model, teacher, spec, passages, batch_
     sources = pd.factorize(corpus["source_id"])[0]
     candidates, mining_audit = mine(query_emb, corpus_emb, pairs, {i: {r} for i, r in pairs}, sources, params)
 
-    own = queries["positive"].to_numpy() == corpus["document"].to_numpy()[source]
-    positive_emb = corpus_emb[source].copy()
-    new_rows = np.flatnonzero(~own)
-    positive_emb[new_rows] = encode(model, queries["positive"].iloc[new_rows].tolist(), batch_size, "document",
-                                    "encode positives")  # fmt: skip
     documents = corpus["document"].tolist()
+    check = TeacherCheck.build(teacher, model, queries["query"].tolist(), query_emb, pairs,
+                               queries["positive"].tolist(), documents, corpus_emb, batch_size)  # fmt: skip
     padded = [list(c) + [-1] * (CANDIDATES - len(c)) for c in candidates]
-    texts = [[p] + [documents[r] if r >= 0 else "" for r in rows] for p, rows in zip(queries["positive"], padded)]
-    emb = np.concatenate([positive_emb[:, None], corpus_emb[np.maximum(padded, 0)]], axis=1)
-    scores = teacher.score(queries["query"].tolist(), query_emb, texts, emb)
-    scores[:, 1:][np.array(padded) < 0] = np.nan
+    scores = check.scores(np.arange(len(pairs)), np.array(padded))
     flagged = flag_false_negatives(scores[:, 0], scores[:, 1:])
     usable = ~flagged & ~np.isnan(scores[:, 1:])
     first = np.where(usable.any(axis=1), usable.argmax(axis=1), -1)

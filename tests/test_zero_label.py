@@ -78,3 +78,11 @@ def test_margins_are_the_teachers_positive_minus_negative_score():
     check = check_at([0.8, 0.7, 0.5, 0.2])
     margins = check.margins(np.array([0, 0, 0]), np.array([1, 3, -1]))
     assert np.allclose(margins[:2], [0.1, 0.6], atol=1e-6) and np.isnan(margins[2])
+
+
+def test_margins_after_the_vetoes_reuse_their_scores_and_agree_with_a_fresh_pass():
+    check = check_at([0.8, 0.7, 0.5, 0.2])
+    check.vetoes([[1, 2]], keep=2)
+    assert set(check.scored) == {(0, 1), (0, 2)}
+    reused = check.margins(np.array([0, 0, 0]), np.array([1, 2, 3]))
+    assert np.allclose(reused, check_at([0.8, 0.7, 0.5, 0.2]).margins(np.array([0, 0, 0]), np.array([1, 2, 3])))

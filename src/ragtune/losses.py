@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ragtune.errors import UserError
+
 TRIPLETS = ("anchor", "positive", "negative")  # the mined negative of each row
 LABELLED_PAIRS = ("sentence1", "sentence2", "label")  # (anchor, positive, 1) and (anchor, negative, 0)
 MARGINS = (*TRIPLETS, "label")  # label: the teacher's score of the positive minus its score of the negative
@@ -83,8 +85,6 @@ LOSSES: dict[str, LossSpec] = {
 
 def resolve_loss(name: str, has_margins: bool) -> str:
     """The loss a run trains with: `auto` follows the prepared data, margin-mse needs its margins."""
-    from ragtune.errors import UserError
-
     if name == AUTO:
         return "margin-mse" if has_margins else "mnrl"
     if LOSSES[name].columns == MARGINS and not has_margins:

@@ -58,18 +58,6 @@ def training_dataset(samples, store: NegativeStore, columns: tuple[str, ...]):
     from datasets import Dataset
 
     slots = np.arange(len(samples))
-    if columns == MARGINS:
-        labelled = np.flatnonzero(samples["label"].notna().to_numpy())
-        rows = samples.iloc[labelled]
-        table = Dataset.from_dict({"anchor": rows["anchor"].tolist(), "positive": rows["positive"].tolist(),
-                                   "slot": labelled.tolist(), "margin": rows["label"].tolist()})  # fmt: skip
-
-        def margins(batch: dict) -> dict:
-            return {"anchor": batch["anchor"], "positive": batch["positive"],
-                    "negative": [store.text(slot) for slot in batch["slot"]], "label": batch["margin"]}  # fmt: skip
-
-        table.set_transform(margins)
-        return table
     if columns == LABELLED_PAIRS:  # every sample twice: (anchor, positive, 1) then (anchor, its negative, 0)
         table = Dataset.from_dict({
             "sentence1": samples["anchor"].tolist() * 2,
@@ -84,12 +72,17 @@ def training_dataset(samples, store: NegativeStore, columns: tuple[str, ...]):
 
         table.set_transform(labelled)
         return table
-    table = Dataset.from_dict({"anchor": samples["anchor"].tolist(), "positive": samples["positive"].tolist(),
-                               "slot": slots.tolist()})  # fmt: skip
+    if columns == MARGINS:
+        slots = np.flatnonzero(samples["label"].notna().to_numpy())
+    rows = samples.iloc[slots]
+    table = Dataset.from_dict({"anchor": rows["anchor"].tolist(), "positive": rows["positive"].tolist(),
+                               "slot": slots.tolist(),
+                               **({"margin": rows["label"].tolist()} if columns == MARGINS else {})})  # fmt: skip
 
     def triplets(batch: dict) -> dict:
-        return {"anchor": batch["anchor"], "positive": batch["positive"],
-                "negative": [store.text(slot) for slot in batch["slot"]]}  # fmt: skip
+        negatives = [store.text(slot) for slot in batch["slot"]]
+        return {"anchor": batch["anchor"], "positive": batch["positive"], "negative": negatives,
+                **({"label": batch["margin"]} if "margin" in batch else {})}  # fmt: skip
 
     table.set_transform(triplets)
     return table

@@ -11,7 +11,7 @@ negative, and margin-mse (losses.py) trains on them, GPL-style.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -98,6 +98,7 @@ class TeacherCheck:
     positive_embeddings: np.ndarray
     documents: list[str]
     corpus_embeddings: np.ndarray
+    scored: dict[tuple[int, int], float] = field(default_factory=dict)  # (pair, row) -> margin the vetoes computed
 
     @classmethod
     def build(cls, teacher, encoder, queries, query_embeddings, pairs, positives, documents, corpus_embeddings,
@@ -140,9 +141,17 @@ class TeacherCheck:
         scores = self.scores(np.arange(len(candidates)), padded)
         vetoed = flag_false_negatives(scores[:, 0], scores[:, 1:])
         kept = [[r for r, v in zip(row, flags) if r >= 0 and not v][:keep] for row, flags in zip(padded, vetoed)]
+        for pair, (row, margin) in enumerate(zip(padded, margin_labels(scores[:, :1], scores[:, 1:]))):
+            self.scored.update({(pair, int(r)): float(m) for r, m in zip(row, margin) if r >= 0})
         return kept, int(vetoed.sum())
 
     def margins(self, pair_ids: np.ndarray, negatives: np.ndarray) -> np.ndarray:
-        """MarginMSE labels of (pair, negative row): teacher(q, positive) - teacher(q, negative); NaN without one."""
-        scores = self.scores(pair_ids, negatives[:, None])
-        return margin_labels(scores[:, 0], scores[:, 1])
+        """MarginMSE labels of (pair, negative row): teacher(q, positive) - teacher(q, negative); NaN without one.
+
+        Candidates the vetoes already scored are not scored again (a cross-encoder pass is the costly part)."""
+        labels = np.array([self.scored.get((int(p), int(n)), np.nan) for p, n in zip(pair_ids, negatives)])
+        missing = np.flatnonzero(np.isnan(labels) & (negatives >= 0))
+        if len(missing):
+            scores = self.scores(pair_ids[missing], negatives[missing][:, None])
+            labels[missing] = margin_labels(scores[:, 0], scores[:, 1])
+        return labels
