@@ -43,6 +43,7 @@ def test_written_config_reloads_identically(tmp_path):
             "train.loss must be one of auto, mnrl, cached-mnrl, gist, margin-mse, contrastive",
         ),
         ("mining:\n  range_max: [5\n", "is not valid YAML"),
+        ("train:\n  wise_alphas: [0.5, 1]\n", "train.wise_alphas must be numbers in \\(0, 1\\)"),
         ("- a\n- b\n", "expected a mapping of sections"),
     ],
 )
@@ -110,6 +111,13 @@ def test_train_flags_are_what_training_reads():
     settings = cfg.training_settings(cfg.Config())
     assert "train.epochs" in settings and "mining.min_score" in settings
     assert "train.output" not in settings and "model.encode_batch_size" not in settings
+
+
+def test_repeated_float_flag_reaches_the_config():
+    from ragtune.cli import _overrides, build_parser
+
+    args = build_parser().parse_args(["train", "--wise-alpha", "0.3", "--wise-alpha", "0.6"])
+    assert cfg.load(None, _overrides(args)).train.wise_alphas == [0.3, 0.6]
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)

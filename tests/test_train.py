@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
+import torch
 from conftest import train_config
 from safetensors.numpy import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -256,3 +257,26 @@ def test_passages_only_data_trains_on_teacher_margins(tmp_path, prepared_dir):
     assert result.metrics["heldout"]["kind"] == "synthetic"
     with pytest.raises(UserError, match="train.loss margin-mse needs the teacher margins"):
         train(train_config(prepared_dir, tmp_path / "mined", train__loss="margin-mse"))
+
+
+def test_wise_average_is_measured_and_ships_when_it_beats_the_epoch(prepared_dir, tmp_path):
+    """A broken epoch (lr 3e-2, kept with --keep-worse) against two averages: the one near the base wins and ships."""
+    from ragtune.averaging import averaged_state
+    from ragtune.heldout import HeldOutEvaluator
+    from ragtune.prepared import Prepared
+
+    result = train(train_config(prepared_dir, tmp_path / "wise", train__epochs=1, train__learning_rate=3e-2,
+                                train__hard_negative_update_frequency=0, train__keep_worse=True,
+                                train__wise_alphas=[0.95, 0.05]))  # fmt: skip
+    metrics = result.metrics
+    candidates = {c["alpha"]: c["ndcg@10"] for c in metrics["wise"]["candidates"]}
+    assert sorted(candidates) == [0.05, 0.95] and metrics["wise"]["chosen_alpha"] == 0.05
+    assert candidates[0.05] > metrics["best_tuned"]["ndcg@10"]
+    assert metrics["tuned"]["ndcg@10"] == candidates[0.05] and metrics["tuned"]["wise_alpha"] == 0.05
+    base = load_model("all-MiniLM-L6-v2", "cpu")
+    epoch = load_model(str(tmp_path / "wise" / "checkpoints" / "checkpoint-5"), "cpu")
+    epoch.load_state_dict(averaged_state(epoch.state_dict(), base.state_dict(), 0.05))
+    shipped = load_model(str(result.model_dir), "cpu").state_dict()
+    assert all(torch.allclose(shipped[k], v, atol=1e-6) for k, v in epoch.state_dict().items())
+    evaluator = HeldOutEvaluator(Prepared.load(prepared_dir), 64, base.max_seq_length, ("", None))
+    assert evaluator.measure(epoch, steps=1)["ndcg@10"] == pytest.approx(candidates[0.05], abs=1e-6)

@@ -45,7 +45,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, patterns: list[str]) -> N
             kind = cfg.field_type(section, f.name)
             kwargs: dict = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": f.metadata["help"]}
             if typing.get_origin(kind) is list:
-                kwargs.update(action="append", metavar=f.name.upper().rstrip("S"))
+                (item,) = typing.get_args(kind)
+                kwargs.update(action="append", type=item, metavar=f.name.upper().rstrip("S"))
             elif kind is bool:
                 kwargs.update(action=argparse.BooleanOptionalAction)
             else:

@@ -117,6 +117,10 @@ class TrainConfig:
     keep_worse: bool = _option(
         False, "ship the best tuned epoch even when it does not beat the base model on the held-out queries"
     )
+    wise_alphas: list[float] = _option(
+        [], "also try alpha * tuned + (1 - alpha) * base weights for each alpha (WiSE-FT); one held-out corpus "
+        "encode each; ships if it beats the best epoch", "--wise-alpha"
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -280,6 +284,7 @@ def validate(config: Config, source: str = "config") -> None:
         (t.checkpoint_steps > 0, "train.checkpoint_steps", "a positive integer"),
         (t.early_stopping_patience >= 0, "train.early_stopping_patience", "0 or more"),
         (t.logging_steps > 0, "train.logging_steps", "a positive integer"),
+        (all(0 < a < 1 for a in t.wise_alphas), "train.wise_alphas", "numbers in (0, 1) (1 is the tuned model)"),
         (set(config.synthetic.generators) <= set(GENERATORS), "synthetic.generators", "among " + ", ".join(GENERATORS)),
         (config.synthetic.queries_per_passage > 0, "synthetic.queries_per_passage", "a positive integer"),
         (config.synthetic.max_query_words >= 4, "synthetic.max_query_words", "at least 4"),

@@ -65,6 +65,12 @@ class HeldOutEvaluator(BaseEvaluator):
         return encode(model, self.documents, self.batch_size, "document", progress=False)  # the training bar shows it
 
     def __call__(self, model, output_path=None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+        metrics = self.measure(model, steps)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)  # the card's training log
+        return metrics
+
+    def measure(self, model, steps: int) -> dict[str, float]:
+        """Held-out metrics of `model` (steps <= 0: the untouched base model, whose corpus embeddings are cached)."""
         with max_length(model, self.max_seq_length):
             self.corpus_embeddings = corpus = self.encode_corpus(model, steps)  # the real corpus: re-mining, cache
             queries = encode(model, self.query_texts, self.batch_size, "query", progress=False)
@@ -75,5 +81,4 @@ class HeldOutEvaluator(BaseEvaluator):
         metrics = retrieval_metrics(dense_rankings(queries, corpus, self.query_ids, self.doc_ids), self.qrels)
         q, d = np.array(self.pair_rows).T
         metrics["positive_pair_similarity"] = float(np.mean(np.sum(queries[q] * corpus[d], axis=1)))
-        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)  # the card's training log
         return metrics

@@ -18,6 +18,7 @@ import numpy as np
 
 from ragtune import config as cfg
 from ragtune import console
+from ragtune.averaging import choose_average
 from ragtune.callbacks import Duties, RagtuneCallback, RunState, TrainingBar
 from ragtune.checkpoints import STATE_FILE, plan_start
 from ragtune.distributed import (
@@ -33,7 +34,7 @@ from ragtune.distributed import (
 )
 from ragtune.embeddings import store_corpus_embeddings
 from ragtune.evaluate import METRICS
-from ragtune.heldout import HeldOutEvaluator, max_length
+from ragtune.heldout import PRIMARY_METRIC, HeldOutEvaluator, max_length
 from ragtune.losses import LABELLED_PAIRS, LOSSES, MARGINS, resolve_loss
 from ragtune.mining import MiningParams
 from ragtune.modelcard import fill_card_data, write_model_card
@@ -201,6 +202,8 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     if world.is_main:
         best = base_path if state.best_step <= 0 else run_dir / "checkpoints" / f"checkpoint-{state.best_step}"
         model.load_state_dict(load_model(str(best), m.device).state_dict())
+        if t.wise_alphas and state.best_step > 0:
+            average_with_base(model, load_model(m.name, m.device), evaluator, t.wise_alphas, metrics, callback)
         model.model_card_data.eval_results_dict[evaluator] = {k: metrics["tuned"][k] for k in METRICS}  # these weights
         finish_run(run_dir, model, full_length, metrics, config, prepared.audit)
         if callback.best_embeddings is not None:  # the final model's corpus embeddings: evaluate reuses them
@@ -214,6 +217,19 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
         )  # fmt: skip
         writer.close()
     return TrainResult(run_dir / "model", metrics)
+
+
+def average_with_base(model, base, evaluator, alphas: list[float], metrics: dict, callback) -> None:
+    """WiSE-FT candidates beside the best epoch; a winner replaces the tuned weights, metrics and cached embeddings."""
+    choice = choose_average(model, base.state_dict(), evaluator, alphas, metrics["tuned"][PRIMARY_METRIC])
+    metrics["wise"] = choice.as_dict()
+    for candidate in choice.candidates:
+        ships = " (ships)" if candidate["alpha"] == choice.alpha else ""
+        callback.say(f"WiSE alpha {candidate['alpha']:g}: {callback.duties.label} nDCG@10 "
+                     f"{candidate[PRIMARY_METRIC]:.4f}{ships}")  # fmt: skip
+    if choice.alpha is not None:
+        metrics["tuned"] = {**metrics["tuned"], **choice.metrics, "wise_alpha": choice.alpha}
+        callback.best_embeddings = choice.corpus_embeddings
 
 
 def held_out_description(summary: dict) -> dict:
