@@ -34,6 +34,11 @@ class ModelConfig:
     device: str = _option("auto", "torch device: auto, cpu, cuda, cuda:1 …")
     encode_batch_size: int = _option(64, "batch size for encoding passages and queries")
     cache_dir: str = _option("", "embedding cache directory (default: ~/.cache/ragtune)")
+    backend: str = _option(
+        "torch",
+        "torch, or onnx: large CPU encodes in onnxruntime (same embeddings to ~1e-7, faster; BENCHMARKS.md)",
+        "--encoder",
+    )
 
 
 @dataclass(frozen=True)
@@ -179,13 +184,13 @@ SECTIONS: dict[str, type] = {name: kind for name, kind in typing.get_type_hints(
 
 # What each stage reads ("section.*" for a whole section): the command's flags, and for training
 # also what a checkpoint must agree with to be resumed (minus RESUME_NEUTRAL).
-MODEL_IO = ["model.device", "model.encode_batch_size", "model.cache_dir"]
+MODEL_IO = ["model.device", "model.encode_batch_size", "model.cache_dir", "model.backend"]
 GUARD = ["mining.range_min", "mining.range_max", "mining.min_score", "mining.relative_margin"]
 STAGE_FIELDS: dict[str, list[str]] = {
     "prepare": ["data.*", "model.*", "mining.*", "synthetic.*"],
     "train": ["train.*", "model.name", *MODEL_IO, *GUARD],
     "evaluate": ["data.path", "data.max_text_chars", *MODEL_IO, "eval.*"],
-    "demo": ["model.device", "model.cache_dir"],
+    "demo": ["model.device", "model.cache_dir", "model.backend"],
     "index": ["feast.repo", "data.path", "data.max_text_chars", "model.*"],
     "search": ["feast.repo", "feast.top_k", "model.device", "model.encode_batch_size"],
 }
@@ -272,6 +277,7 @@ def validate(config: Config, source: str = "config") -> None:
         (-1.0 <= m.min_score <= 1.0, "mining.min_score", "a cosine similarity in [-1, 1]"),
         (m.random_negative_ratio >= 0, "mining.random_negative_ratio", "0 or more"),
         (config.model.encode_batch_size > 0, "model.encode_batch_size", "a positive integer"),
+        (config.model.backend in ("torch", "onnx"), "model.backend", "torch or onnx"),
         (t.loss in (AUTO, *LOSSES), "train.loss", "one of " + ", ".join((AUTO, *LOSSES))),
         (t.epochs > 0, "train.epochs", "a positive integer"),
         (t.learning_rate > 0, "train.learning_rate", "a positive number"),

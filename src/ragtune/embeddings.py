@@ -38,18 +38,20 @@ def encode(
     """
     out = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
     encode_fn = model.encode_document if kind == "document" else model.encode_query
+    fast = None
+    if getattr(model, "ragtune_backend", "torch") == "onnx" and len(texts) >= ENCODE_CHUNK:
+        from ragtune.onnx_backend import onnx_encoder
+
+        fast = onnx_encoder(model)  # small encodes stay in PyTorch: an export costs seconds
     order = np.argsort([-len(text) for text in texts], kind="stable")
     hidden = len(texts) < ENCODE_CHUNK or not progress or not console.bars()
     with tqdm(total=len(texts), desc=desc, unit="text", disable=hidden) as bar:
         for start in range(0, len(texts), ENCODE_CHUNK):
             rows = order[start : start + ENCODE_CHUNK]
-            out[rows] = encode_fn(
-                [texts[i] for i in rows],
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            chunk = [texts[i] for i in rows]
+            out[rows] = fast.encode(chunk, batch_size) if fast else encode_fn(
+                chunk, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )  # fmt: skip
             bar.update(len(rows))
     return out
 

@@ -120,7 +120,7 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
     if "bm25" in e.baselines:
         results["bm25"] = retrieval_metrics(bm25_rankings(query_texts, query_ids, documents, doc_ids), qrels)
     for index, name in enumerate(models):
-        encoder = load_model(name, model.device)
+        encoder = load_model(name, model.device, model.backend)
         key = model_fingerprint(model_paths[name])
         corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
         query_emb = encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")

@@ -262,7 +262,7 @@ def index(directory: Path, corpus: pd.DataFrame, model_config, timestamp: dateti
     model_name = model_config.name
     model_path = resolve_model(model_name)
     weights = model_fingerprint(model_path)
-    model = load_model(model_name, model_config.device)
+    model = load_model(model_name, model_config.device, model_config.backend)
     dim = model.get_embedding_dimension()
     check_dimension(store, directory, dim, model_name)
     connect_online(store, directory)

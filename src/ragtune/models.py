@@ -40,13 +40,15 @@ def pick_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_model(name: str, device: str = "auto"):
-    """Load a SentenceTransformer from local files only."""
+def load_model(name: str, device: str = "auto", backend: str = "torch"):
+    """Load a SentenceTransformer from local files only; `backend` onnx runs its large encodes in onnxruntime."""
     import transformers
     from sentence_transformers import SentenceTransformer
 
     transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars on every load
-    return SentenceTransformer(str(resolve_model(name)), device=pick_device(device), local_files_only=True)
+    model = SentenceTransformer(str(resolve_model(name)), device=pick_device(device), local_files_only=True)
+    model.ragtune_backend = backend  # read by ragtune.embeddings.encode
+    return model
 
 
 def model_fingerprint(path: Path) -> str:

@@ -202,7 +202,7 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
     wanted = mining.hard_negatives_per_query
     with_teacher = made is not None and synthetic.teacher != "none" and wanted > 0
     if wanted > 0:
-        encoder = load_model(model.name, model.device)
+        encoder = load_model(model.name, model.device, model.backend)
         key = model_fingerprint(resolve_model(model.name))
         documents = corpus["document"].tolist()
         corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))

@@ -143,7 +143,7 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     if start.checkpoint is not None and world.is_main:
         print(f"resuming from {start.checkpoint}")
 
-    model = load_model(m.name, m.device)
+    model = load_model(m.name, m.device, m.backend)  # the backend serves the held-out evaluation's encodes
     full_length = model.max_seq_length
     if t.max_seq_length:
         model.max_seq_length = t.max_seq_length
