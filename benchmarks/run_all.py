@@ -52,6 +52,11 @@ SECTIONS = {
     "train": Section(
         "Training throughput: ragtune against plain sentence-transformers", ("python benchmarks/bench_train.py",)
     ),
+    "plain": Section(
+        "ragtune's defaults against the plain sentence-transformers recipe (nDCG@10 and wall-time ratios)",
+        ("python benchmarks/bench_plain.py",),
+    ),
+    "encode": Section("Corpus encoding: PyTorch against the onnx backend", ("python benchmarks/bench_encode.py",)),
     "mining": Section(
         "Mining throughput: ragtune's guard against `mine_hard_negatives`", ("python benchmarks/bench_mining.py",)
     ),
@@ -126,6 +131,11 @@ def summary_value(name: str, r: dict, seconds: float) -> str:
         return (
             f"ratio **{r['ratio']:.2f}** ({r['ragtune_samples_per_s']:.2f} vs {r['plain_samples_per_s']:.2f} samples/s)"
         )
+    if name == "plain":
+        return (f"nDCG@10 ratio **{r['ndcg_ratio']:.3f}** ({r['ragtune_ndcg']:.4f} vs {r['plain_ndcg']:.4f}); "
+                f"wall-time ratio {r['time_ratio']:.2f}")  # fmt: skip
+    if name == "encode":
+        return f"onnx / torch **{r['ratio']:.2f}x**; lowest cosine {r['lowest_cosine']:.8f}"
     if name == "mining":
         cold = f"cold start {r['ours_s']:.0f} vs {r['theirs_s']:.0f} s"
         return f"ratio **{r['ratio']:.2f}** ({cold}); re-mining {r['remine_s']:.2f} s"
