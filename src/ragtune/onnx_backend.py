@@ -70,7 +70,6 @@ class OnnxEncoder:
     def __init__(self, model):
         import onnxruntime
 
-        self.model = model
         sample = model.preprocess(["an example", "a second, longer example"])
         self.names = [name for name, value in sample.items() if isinstance(value, torch.Tensor)]
         constants = {name: value for name, value in sample.items() if name not in self.names}  # e.g. modality
@@ -90,11 +89,14 @@ class OnnxEncoder:
             options.log_severity_level = 3
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """Unit-normalised embeddings, batches in the given order (the caller sorts by length)."""
+    def encode(self, model, texts: list[str], batch_size: int) -> np.ndarray:
+        """Unit-normalised embeddings, batches in the given order (the caller sorts by length).
+
+        Tokenised by the calling `model`, whose max length may differ from the one of the model object
+        the export was made from (same weights: a training model set to 128 tokens, say)."""
         out = []
         for start in range(0, len(texts), batch_size):
-            features = self.model.preprocess(texts[start : start + batch_size])
+            features = model.preprocess(texts[start : start + batch_size])
             (embedding,) = self.session.run(None, {n: features[n].numpy() for n in self.names})
             out.append(embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12))
         return np.concatenate(out).astype(np.float32, copy=False)
