@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common import report_result
 
+from ragtune.averaging import averaged_state
 from ragtune.data import load_dataset
 from ragtune.embeddings import encode
 from ragtune.evaluate import dense_rankings, evaluation_qrels, retrieval_metrics
@@ -27,9 +28,7 @@ def averaged(base, tuned, alpha: float):
     import copy
 
     model = copy.deepcopy(tuned)
-    base_state = base.state_dict()
-    model.load_state_dict({k: alpha * v + (1 - alpha) * base_state[k] if v.is_floating_point() else v
-                           for k, v in tuned.state_dict().items()})  # fmt: skip
+    model.load_state_dict(averaged_state(tuned.state_dict(), base.state_dict(), alpha))
     return model
 
 

@@ -199,6 +199,21 @@ CASES = {
         ["--data", "{input}"],
         "passages with two or more sentences",
     ),  # fmt: skip
+    "prepare-llm-unreachable": (
+        "prepare",
+        passages(
+            [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence number {i} has words. " * 6} for i in range(30)]
+        ),
+        ["--data", "{input}", "--generator", "llm", "--llm-endpoint", "http://127.0.0.1:9/v1", "--llm-model", "m",
+         "--llm-retries", "0"],
+        "synthetic.llm_endpoint http://127.0.0.1:9/v1/chat/completions: unreachable (",
+    ),  # fmt: skip
+    "prepare-llm-no-model": (
+        "prepare",
+        good_data,
+        ["--data", "{input}", "--generator", "llm", "--llm-endpoint", "http://127.0.0.1:9/v1"],
+        "synthetic.llm_endpoint and synthetic.llm_model must be set",
+    ),  # fmt: skip
     "prepare-eval-fraction": (
         "prepare",
         good_data,

@@ -45,6 +45,8 @@ def test_written_config_reloads_identically(tmp_path):
         ("mining:\n  range_max: [5\n", "is not valid YAML"),
         ("train:\n  wise_alphas: [0.5, 1]\n", "train.wise_alphas must be numbers in \\(0, 1\\)"),
         ("- a\n- b\n", "expected a mapping of sections"),
+        ("synthetic:\n  generators: [ict, llm]\n", "synthetic.llm_endpoint and synthetic.llm_model must be set"),
+        ("synthetic:\n  llm_prompt: no placeholder\n", "synthetic.llm_prompt must be a template containing"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path, text, message):

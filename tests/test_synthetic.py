@@ -174,6 +174,25 @@ def test_short_and_empty_passages_are_skipped_and_counted():
     assert nothing.empty and audit.kept == {"ict": 0, "crop": 0, "terms": 0}
 
 
+def test_llm_queries_pass_the_same_filters_and_are_counted():
+    rng = random.Random(9)
+    frame = random_corpus(3, seed=9)
+    long_query = " ".join(rng.choice(WORDS) for _ in range(50))
+    written = {
+        "d0": ["Which kinase binds insulin?", "which kinase binds insulin", long_query],
+        "d1": ["Study 1", "Shared question?"],
+        "d2": ["Shared question?"],
+    }
+    spec = SyntheticSpec(generators=("ict", "llm"), queries_per_passage=6)
+    queries, audit = generate_queries(frame, spec, written)
+    llm = queries[queries["generator"] == "llm"]
+    assert llm["query"].tolist() == ["Which kinase binds insulin?", " ".join(long_query.split()[:32])]
+    assert set(llm["positive"]) == {frame["document"][0]}  # the whole passage is the positive
+    assert audit.kept["llm"] == 2 and audit.kept["ict"] == 9
+    assert audit.dropped["duplicate"] == 1 and audit.dropped["only_title_words"] == 1
+    assert audit.dropped["duplicate_across_passages"] == 2
+
+
 def test_a_single_sentence_passage_gives_no_ict_query():
     rng = random.Random(8)
     queries, audit = generate_queries(corpus([("T", sentence(rng, 40))]), SyntheticSpec(queries_per_passage=6))

@@ -74,12 +74,18 @@ class MiningConfig:
     random_negative_ratio: float = _option(0.0, "random-negative rows per training pair")
 
 
+LLM_PROMPT = (
+    "Write one short question that a reader could answer with this passage. Reply with the question only.\n\n"
+    "Passage: {passage}"
+)
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     generators: list[str] = _option(
         ["ict", "crop", "terms"],
         "passages-only input: query generators (ict: a sentence, mostly cut from its positive; crop: a span; "
-        "terms: salient words); none given in a file ([]): titles are the queries",
+        "terms: salient words; llm: written by synthetic.llm_model); none given in a file ([]): titles are the queries",
         "--generator",
     )
     queries_per_passage: int = _option(4, "synthetic queries per passage, shared round-robin by the generators")
@@ -96,6 +102,14 @@ class SyntheticConfig:
     )
     cross_encoder: str = _option("", "teacher cross-encoder: a local sentence-transformers CrossEncoder directory")
     passages: int = _option(0, "passages that give training queries, a random sample (0: all); mining uses all")
+    llm_endpoint: str = _option(
+        "", "llm generator: base URL of an OpenAI-compatible API (vLLM, Ollama, llama.cpp server …), e.g. "
+        "http://127.0.0.1:8080/v1; a key, if needed, is read from OPENAI_API_KEY"
+    )  # fmt: skip
+    llm_model: str = _option("", "llm generator: the model name the endpoint serves")
+    llm_prompt: str = _option(LLM_PROMPT, "llm generator: the prompt; {passage} is replaced by the passage")
+    llm_concurrency: int = _option(4, "llm generator: requests in flight at once")
+    llm_retries: int = _option(3, "llm generator: retries of a failed request (connection, timeout, 429, 5xx)")
 
 
 @dataclass(frozen=True)
@@ -178,7 +192,7 @@ class Config:
 
 BACKENDS = ("kubernetes", "local")
 TEACHERS = ("fusion", "cross-encoder", "none")
-GENERATORS = ("ict", "crop", "terms")  # ragtune.synthetic implements them
+GENERATORS = ("ict", "crop", "terms", "llm")  # ragtune.synthetic implements them; llm.py fetches llm's queries
 
 SECTIONS: dict[str, type] = {name: kind for name, kind in typing.get_type_hints(Config).items()}
 
@@ -303,6 +317,15 @@ def validate(config: Config, source: str = "config") -> None:
             "synthetic.cross_encoder",
             "a local cross-encoder directory when synthetic.teacher is cross-encoder",
         ),  # fmt: skip
+        (
+            "llm" not in config.synthetic.generators
+            or bool(config.synthetic.llm_endpoint and config.synthetic.llm_model),
+            "synthetic.llm_endpoint and synthetic.llm_model",
+            "set (an OpenAI-compatible API base URL and the model it serves) when synthetic.generators has llm",
+        ),  # fmt: skip
+        ("{passage}" in config.synthetic.llm_prompt, "synthetic.llm_prompt", "a template containing {passage}"),
+        (config.synthetic.llm_concurrency > 0, "synthetic.llm_concurrency", "a positive integer"),
+        (config.synthetic.llm_retries >= 0, "synthetic.llm_retries", "0 or more"),
         (config.feast.top_k > 0, "feast.top_k", "a positive integer (--top-k)"),
         (config.feast.embedding_dim > 0, "feast.embedding_dim", "the model's embedding size, a positive integer"),
         (config.kubeflow.backend in BACKENDS, "kubeflow.backend", " or ".join(BACKENDS)),

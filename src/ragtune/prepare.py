@@ -184,7 +184,7 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
         cross_encoder = CrossEncoderTeacher.load_model(synthetic.cross_encoder, model.device)  # before slow work
     made = None
     if dataset.kind == "passages" and synthetic.generators:
-        made = zero_label.synthetic_dataset(dataset, synthetic, data.seed)
+        made = zero_label.synthetic_dataset(dataset, synthetic, data.seed, cache_dir(model))
         dataset = made.dataset
     splits = split_queries(dataset, data.eval_fraction, data.seed, real, data.eval_split)
     corpus = dataset.corpus

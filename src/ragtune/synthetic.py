@@ -9,6 +9,7 @@ Three generators, chosen by name:
   another random span of 10-50% of the passage is the positive.
 - `terms`: a few salient words (TF-IDF against the corpus) in the order the passage uses them,
   like a keyword search.
+- `llm`: queries an LLM wrote for the passage (llm.py fetches them; here they pass the same filters).
 
 Queries come from the passage body: a title the document starts with is cut off first, and a
 query whose content words all appear in the title is dropped, so title-prefixed wiki chunks never
@@ -51,7 +52,7 @@ STOPWORDS = frozenset(
 class SyntheticSpec:
     """Options of the `synthetic:` config section; queries_per_passage is shared round-robin by the generators."""
 
-    generators: tuple[str, ...] = GENERATORS
+    generators: tuple[str, ...] = ("ict", "crop", "terms")
     queries_per_passage: int = 10
     max_query_words: int = 32
     min_query_words: int = 4
@@ -201,8 +202,12 @@ def shares(total: int, generators: tuple[str, ...]) -> dict[str, int]:
     return {g: total // len(generators) + (i < total % len(generators)) for i, g in enumerate(generators)}
 
 
-def generate_queries(corpus: pd.DataFrame, spec: SyntheticSpec) -> tuple[pd.DataFrame, SyntheticAudit]:
+def generate_queries(
+    corpus: pd.DataFrame, spec: SyntheticSpec, written: dict[str, list[str]] | None = None
+) -> tuple[pd.DataFrame, SyntheticAudit]:
     """Queries (QUERY_COLUMNS) for the corpus frame of `ragtune.data`, deterministic for `spec.seed`.
+
+    `written` holds the llm generator's queries by passage id (llm.write_queries), when it is chosen.
 
     Each passage draws from its own random stream (seed, passage id), so a passage's queries do
     not change when other passages are added. A query made twice for one passage is kept once; a
@@ -230,8 +235,12 @@ def generate_queries(corpus: pd.DataFrame, spec: SyntheticSpec) -> tuple[pd.Data
                 candidates = _ict(body, prefix, document, spec, rng, count)
             elif name == "crop":
                 candidates = _crop(body, spec, rng, count)
-            else:
+            elif name == "terms":
                 candidates = _terms(body, document, idf, spec, rng, count)
+            else:
+                candidates = (
+                    (cap_words(q, spec.max_query_words), document, False) for q in (written or {}).get(passage_id, [])
+                )
             accepted = 0
             for query, positive, removed in candidates:
                 audit.candidates[name] += 1

@@ -11,15 +11,19 @@ negative, and margin-mse (losses.py) trains on them, GPL-style.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ragtune.config import SyntheticConfig
 from ragtune.data import Dataset, Qrels
+from ragtune.embeddings import default_cache_dir
 from ragtune.errors import UserError
-from ragtune.synthetic import SyntheticSpec, generate_queries
+from ragtune.llm import LLMSpec, write_queries
+from ragtune.synthetic import SyntheticSpec, generate_queries, shares
 from ragtune.teacher import (
     FusionTeacher,
     choose_teacher,
@@ -42,7 +46,20 @@ class SyntheticInput:
     audit: dict
 
 
-def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int) -> SyntheticInput:
+def llm_queries(training: pd.DataFrame, s: SyntheticConfig, share: int, cache_dir: Path | None) -> dict[str, list[str]]:
+    """The llm generator's queries for the training passages long enough to make one from."""
+    spec = LLMSpec(endpoint=s.llm_endpoint, model=s.llm_model, prompt=s.llm_prompt, queries_per_passage=share,
+                   concurrency=s.llm_concurrency, retries=s.llm_retries)  # fmt: skip
+    passages = {
+        pid: document
+        for pid, document in zip(training["id"], training["document"])
+        if len(document.split()) >= SyntheticSpec.min_passage_words
+    }
+    slug = re.sub(r"[^\w.-]+", "_", s.llm_model)[:80]
+    return write_queries(passages, spec, (cache_dir or default_cache_dir()) / "llm" / f"{slug}.jsonl")
+
+
+def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int, cache_dir: Path | None = None) -> SyntheticInput:
     corpus = dataset.corpus
     count = min(s.evidence_queries, len(corpus) // 5)
     if count < MIN_EVIDENCE:
@@ -57,7 +74,10 @@ def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int) -> Synthe
     spec = SyntheticSpec(generators=tuple(s.generators), queries_per_passage=s.queries_per_passage,
                          max_query_words=s.max_query_words, ict_remove_probability=s.ict_remove_probability,
                          seed=seed)  # fmt: skip
-    queries, audit = generate_queries(training, spec)
+    written = None
+    if "llm" in spec.generators:
+        written = llm_queries(training, s, shares(s.queries_per_passage, spec.generators)["llm"], cache_dir)
+    queries, audit = generate_queries(training, spec, written)
     if queries.empty:
         raise UserError(
             "no passage is long enough to make a synthetic query from (16 words or more after its title); "

@@ -1,0 +1,154 @@
+"""Synthetic queries written by an LLM behind any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp, hosted APIs).
+
+One chat completion per query; a passage's samples differ by their seed. Every answer is appended to an
+on-disk cache keyed by model + prompt + passage + sample as soon as it arrives, so a killed generation
+resumes where it stopped and nothing is generated twice. The endpoint is tried once before the long
+work, so a wrong URL or model name costs one line, not a traceback after minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ragtune import console
+from ragtune.errors import UserError
+
+PROMPT_PASSAGE_WORDS = 200  # longer passages are cut for the prompt: the start says what a passage is about
+RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
+_LEADER = re.compile(r"^\s*(?:(?:\d+[.)]|[-*•]|(?:query|question|claim|search)\s*:)\s*)+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LLMSpec:
+    endpoint: str  # base URL of the API, e.g. http://127.0.0.1:8080/v1
+    model: str
+    prompt: str  # a template with {passage}
+    queries_per_passage: int
+    concurrency: int = 4
+    retries: int = 3
+    timeout: float = 120.0
+    temperature: float = 0.8
+    max_tokens: int = 48
+    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never from the config
+
+
+def cache_key(spec: LLMSpec, passage: str, sample: int) -> str:
+    """Everything that changes the answer: model, rendered prompt, sampling settings and the sample number."""
+    fields = [spec.model, render(spec.prompt, passage), spec.temperature, spec.max_tokens, sample]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+
+def render(prompt: str, passage: str) -> str:
+    return prompt.replace("{passage}", " ".join(passage.split()[:PROMPT_PASSAGE_WORDS]))
+
+
+def clean(answer: str) -> str:
+    """The query in an answer: its first non-empty line without list markers, labels or quotes."""
+    for line in answer.splitlines():
+        line = _LEADER.sub("", line).strip().strip("\"'`").strip()
+        if line:
+            return line
+    return ""
+
+
+class AnswerCache:
+    """Append-only JSON lines of {key, answer}; a line torn by a kill is ignored on the next load."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.answers: dict[str, str] = {}
+        if path.exists():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.answers[entry["key"]] = entry["answer"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+
+    def add(self, key: str, answer: str) -> None:
+        self.answers[key] = answer
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, "answer": answer}) + "\n")
+            f.flush()
+
+
+def complete(spec: LLMSpec, passage: str, sample: int) -> str:
+    """One chat completion; transient failures (connection, timeouts, 429, 5xx) are retried with backoff."""
+    body = {
+        "model": spec.model,
+        "messages": [{"role": "user", "content": render(spec.prompt, passage)}],
+        "temperature": spec.temperature,
+        "max_tokens": spec.max_tokens,
+        "seed": sample,
+    }
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get(spec.api_key_env):
+        headers["Authorization"] = f"Bearer {os.environ[spec.api_key_env]}"
+    url = spec.endpoint.rstrip("/") + "/chat/completions"
+    for attempt in range(spec.retries + 1):
+        request = urllib.request.Request(url, json.dumps(body).encode(), headers)
+        try:
+            with urllib.request.urlopen(request, timeout=spec.timeout) as response:
+                reply = json.loads(response.read())
+            return reply["choices"][0]["message"]["content"] or ""
+        except urllib.error.HTTPError as e:
+            detail = e.read(300).decode("utf-8", "replace").strip()
+            if e.code not in RETRYABLE or attempt == spec.retries:
+                raise UserError(
+                    f"synthetic.llm_endpoint {url}: HTTP {e.code} {detail!r}; check synthetic.llm_model and the server"
+                ) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            if attempt == spec.retries:
+                reason = getattr(e, "reason", e)
+                raise UserError(
+                    f"synthetic.llm_endpoint {url}: unreachable ({reason}; {spec.retries + 1} attempt(s)); "
+                    "start the server or fix the URL"
+                ) from None
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+            raise UserError(
+                f"synthetic.llm_endpoint {url}: the reply is not an OpenAI chat completion; "
+                "point it at the API base (…/v1) of an OpenAI-compatible server"
+            ) from None
+        time.sleep(min(0.5 * 2**attempt, 8.0))
+    raise AssertionError("unreachable")
+
+
+def write_queries(
+    passages: dict[str, str], spec: LLMSpec, cache_path: Path, progress: bool = True
+) -> dict[str, list[str]]:
+    """passage id -> its LLM-written queries (cleaned, possibly empty strings dropped), in sample order."""
+    cache = AnswerCache(cache_path)
+    wanted = [
+        (pid, s, cache_key(spec, text, s)) for pid, text in passages.items() for s in range(spec.queries_per_passage)
+    ]
+    missing = [(pid, s, key) for pid, s, key in wanted if key not in cache.answers]
+    if missing:
+        pid, sample, key = missing[0]  # fail fast: one request before the pool
+        cache.add(key, complete(spec, passages[pid], sample))
+        hidden = not progress or not console.bars()
+        with (
+            ThreadPoolExecutor(spec.concurrency) as pool,
+            tqdm(total=len(missing), initial=1, desc="llm queries", unit="query", disable=hidden) as b,
+        ):
+            futures = {pool.submit(complete, spec, passages[p], s): k for p, s, k in missing[1:]}
+            for future in as_completed(futures):
+                cache.add(futures[future], future.result())
+                b.update(1)
+    written: dict[str, list[str]] = {pid: [] for pid in passages}
+    for pid, _, key in wanted:
+        query = clean(cache.answers[key])
+        if query:
+            written[pid].append(query)
+    return written
