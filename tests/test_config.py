@@ -99,7 +99,7 @@ def test_sections_are_frozen_and_replace_validates():
     config = cfg.Config()
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.train.epochs = 3
-    assert cfg.replace(config, **{"train.epochs": 3}).train.epochs == 3 and config.train.epochs == 2
+    assert cfg.replace(config, **{"train.epochs": 4}).train.epochs == 4 and config.train.epochs == 3
     with pytest.raises(UserError, match="train.epochs"):
         cfg.replace(config, **{"train.epochs": 0})
 

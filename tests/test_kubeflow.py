@@ -128,7 +128,7 @@ def test_submit_creates_the_trainjob_the_config_describes(cluster, capsys, tmp_p
     run_yaml = tmp_path / "run.yaml"
     run_yaml.write_text(
         yaml.safe_dump({
-            "train": {"prepared": "prepared", "output": "runs/k8s", "epochs": 3},
+            "train": {"prepared": "prepared", "output": "runs/k8s", "epochs": 4},
             "kubeflow": {"num_nodes": 2, "cpu": "2", "memory": "4Gi", "gpu": 1, "image": "registry.example/rt:v1"},
         })
     )  # fmt: skip
@@ -145,7 +145,7 @@ def test_submit_creates_the_trainjob_the_config_describes(cluster, capsys, tmp_p
     assert {"name": "HF_HUB_OFFLINE", "value": "1"} in trainer["env"]
     config = cfg.load(run_yaml, {"kubeflow.kubeconfig": cluster["kubeconfig"]})
     assert trainer["command"] == pod_command(config, "/mnt/ragtune")  # the command the local backend runs
-    assert "def train_job(" in trainer["command"][2] and "'epochs': 3" in trainer["command"][2]
+    assert "def train_job(" in trainer["command"][2] and "'epochs': 4" in trainer["command"][2]
 
     code, out, _ = run_cli(capsys, "jobs", "--kubeconfig", cluster["kubeconfig"])
     assert code == 0 and re.search(rf"^{name}\s+Created\s+2\s+ragtune-torch-distributed", out, re.M)

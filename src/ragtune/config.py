@@ -118,7 +118,7 @@ class TrainConfig:
     output: str = _option("runs/train", "run directory: model/, checkpoints/, tensorboard/, metrics.json", "--output")
     loss: str = _option(AUTO, f"loss: {AUTO} (margin-mse on passages-only data, else mnrl); "
                         + "; ".join(f"{name} ({spec.help})" for name, spec in LOSSES.items()))  # fmt: skip
-    epochs: int = _option(2, "passes over the training samples")
+    epochs: int = _option(3, "passes over the training samples")
     learning_rate: float = _option(6e-5, "peak learning rate (linear warmup, then linear decay)")
     batch_size: int = _option(32, "samples per device per step; more in-batch negatives as it grows")
     mini_batch_size: int = _option(16, "cached-mnrl only: rows encoded at once (memory, not the result)")
