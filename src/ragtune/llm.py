@@ -25,6 +25,7 @@ from ragtune import console
 from ragtune.errors import UserError
 
 PROMPT_PASSAGE_WORDS = 200  # longer passages are cut for the prompt: the start says what a passage is about
+API_KEY_ENV = "OPENAI_API_KEY"  # the key is read from this variable, never from the config
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
 _LEADER = re.compile(r"^\s*(?:(?:\d+[.)]|[-*•]|(?:query|question|claim|search)\s*:)\s*)+", re.IGNORECASE)
 
@@ -40,7 +41,6 @@ class LLMSpec:
     timeout: float = 120.0
     temperature: float = 0.8
     max_tokens: int = 48
-    api_key_env: str = "OPENAI_API_KEY"  # the key is read from this variable, never from the config
 
 
 def cache_key(spec: LLMSpec, passage: str, sample: int) -> str:
@@ -94,10 +94,11 @@ def complete(spec: LLMSpec, passage: str, sample: int) -> str:
         "seed": sample,
     }
     headers = {"Content-Type": "application/json"}
-    if os.environ.get(spec.api_key_env):
-        headers["Authorization"] = f"Bearer {os.environ[spec.api_key_env]}"
+    if os.environ.get(API_KEY_ENV):
+        headers["Authorization"] = f"Bearer {os.environ[API_KEY_ENV]}"
     url = spec.endpoint.rstrip("/") + "/chat/completions"
-    for attempt in range(spec.retries + 1):
+    attempt = 0
+    while True:
         request = urllib.request.Request(url, json.dumps(body).encode(), headers)
         try:
             with urllib.request.urlopen(request, timeout=spec.timeout) as response:
@@ -122,7 +123,7 @@ def complete(spec: LLMSpec, passage: str, sample: int) -> str:
                 "point it at the API base (…/v1) of an OpenAI-compatible server"
             ) from None
         time.sleep(min(0.5 * 2**attempt, 8.0))
-    raise AssertionError("unreachable")
+        attempt += 1
 
 
 def write_queries(

@@ -23,7 +23,7 @@ from ragtune.data import Dataset, Qrels
 from ragtune.embeddings import default_cache_dir
 from ragtune.errors import UserError
 from ragtune.llm import LLMSpec, write_queries
-from ragtune.synthetic import SyntheticSpec, generate_queries, shares
+from ragtune.synthetic import SyntheticSpec, generate_queries, shares, split_title
 from ragtune.teacher import (
     FusionTeacher,
     choose_teacher,
@@ -52,8 +52,8 @@ def llm_queries(training: pd.DataFrame, s: SyntheticConfig, share: int, cache_di
                    concurrency=s.llm_concurrency, retries=s.llm_retries)  # fmt: skip
     passages = {
         pid: document
-        for pid, document in zip(training["id"], training["document"])
-        if len(document.split()) >= SyntheticSpec.min_passage_words
+        for pid, title, document in zip(training["id"], training["title"], training["document"])
+        if len(split_title(document, title)[1].split()) >= SyntheticSpec.min_passage_words  # generate_queries' rule
     }
     slug = re.sub(r"[^\w.-]+", "_", s.llm_model)[:80]
     return write_queries(passages, spec, (cache_dir or default_cache_dir()) / "llm" / f"{slug}.jsonl")
