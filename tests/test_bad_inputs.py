@@ -207,6 +207,14 @@ CASES = {
         "--data {input} --generator llm --llm-endpoint http://127.0.0.1:9/v1 --llm-model m --llm-retries 0".split(),
         "synthetic.llm_endpoint http://127.0.0.1:9/v1/chat/completions: unreachable (",
     ),  # fmt: skip
+    "prepare-cross-encoder-not-one": (
+        "prepare",
+        passages(
+            [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence number {i} has words. " * 6} for i in range(30)]
+        ),
+        ["--data", "{input}", "--teacher", "cross-encoder", "--cross-encoder", "{slice}"],
+        "no readable config.json; pass a local cross-encoder directory",
+    ),  # fmt: skip
     "prepare-llm-no-model": (
         "prepare",
         good_data,
