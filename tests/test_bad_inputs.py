@@ -73,6 +73,12 @@ def passages(rows: list[dict] | bytes, name: str = "passages.jsonl"):
     return make
 
 
+# passages that make synthetic queries, so prepare reaches the llm generator and the teacher
+long_enough = passages(
+    [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence number {i} has words. " * 6} for i in range(30)]
+)
+
+
 def broken_prepared(drop: str):
     def make(w: Path, slice_: Path, prepared: Path) -> Path:
         root = w / "prepared"
@@ -201,17 +207,13 @@ CASES = {
     ),  # fmt: skip
     "prepare-llm-unreachable": (
         "prepare",
-        passages(
-            [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence number {i} has words. " * 6} for i in range(30)]
-        ),
+        long_enough,
         "--data {input} --generator llm --llm-endpoint http://127.0.0.1:9/v1 --llm-model m --llm-retries 0".split(),
         "synthetic.llm_endpoint http://127.0.0.1:9/v1/chat/completions: unreachable (",
     ),  # fmt: skip
     "prepare-cross-encoder-not-one": (
         "prepare",
-        passages(
-            [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence number {i} has words. " * 6} for i in range(30)]
-        ),
+        long_enough,
         ["--data", "{input}", "--teacher", "cross-encoder", "--cross-encoder", "{slice}"],
         "no readable config.json; pass a local cross-encoder directory",
     ),  # fmt: skip
