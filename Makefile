@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 EXTRAS ?= dev
+# llama-cpp-python (the llm extra) compiles llama.cpp here. A native build (-march=native: AVX-512 and AMX
+# on an Intel VM that advertises them) died with SIGILL on its first completion; build for AVX2 instead.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
 .PHONY: demo test bench lint install clean image
 
@@ -14,7 +17,7 @@ $(PY):
 # Re-installs only when pyproject.toml changes; otherwise this target is a no-op.
 $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(PY)
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(VENV)/.installed-$(EXTRAS)
