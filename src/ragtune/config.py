@@ -140,6 +140,10 @@ class TrainConfig:
         [], "also try alpha * tuned + (1 - alpha) * base weights for each alpha (WiSE-FT); one held-out corpus "
         "encode each; ships if it beats the best epoch", "--wise-alpha"
     )  # fmt: skip
+    wise_prefer: bool = _option(
+        False, "ship the first wise_alphas average that beats the base model even when the best epoch scores "
+        "higher: synthetic held-out queries cannot see what tuning forgets (passages-only mode)"
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,7 @@ def validate(config: Config, source: str = "config") -> None:
         (t.early_stopping_patience >= 0, "train.early_stopping_patience", "0 or more"),
         (t.logging_steps > 0, "train.logging_steps", "a positive integer"),
         (all(0 < a < 1 for a in t.wise_alphas), "train.wise_alphas", "numbers in (0, 1) (1 is the tuned model)"),
+        (not t.wise_prefer or bool(t.wise_alphas), "train.wise_prefer", "set together with train.wise_alphas"),
         (set(config.synthetic.generators) <= set(GENERATORS), "synthetic.generators", "among " + ", ".join(GENERATORS)),
         (config.synthetic.queries_per_passage > 0, "synthetic.queries_per_passage", "a positive integer"),
         (config.synthetic.max_query_words >= 4, "synthetic.max_query_words", "at least 4"),

@@ -203,7 +203,8 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
         best = base_path if state.best_step <= 0 else run_dir / "checkpoints" / f"checkpoint-{state.best_step}"
         model.load_state_dict(load_model(str(best), m.device).state_dict())
         if t.wise_alphas and state.best_step > 0:
-            average_with_base(model, load_model(m.name, m.device), evaluator, t.wise_alphas, metrics, callback)
+            average_with_base(model, load_model(m.name, m.device), evaluator, t.wise_alphas, t.wise_prefer, metrics,
+                              callback)  # fmt: skip
         model.model_card_data.eval_results_dict[evaluator] = {k: metrics["tuned"][k] for k in METRICS}  # these weights
         finish_run(run_dir, model, full_length, metrics, config, prepared.audit)
         if callback.best_embeddings is not None:  # the final model's corpus embeddings: evaluate reuses them
@@ -219,9 +220,10 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     return TrainResult(run_dir / "model", metrics)
 
 
-def average_with_base(model, base, evaluator, alphas: list[float], metrics: dict, callback) -> None:
+def average_with_base(model, base, evaluator, alphas: list[float], prefer: bool, metrics: dict, callback) -> None:
     """WiSE-FT candidates beside the best epoch; a winner replaces the tuned weights, metrics and cached embeddings."""
-    choice = choose_average(model, base.state_dict(), evaluator, alphas, metrics["tuned"][PRIMARY_METRIC])
+    prefer_over = metrics["base"][PRIMARY_METRIC] if prefer else None
+    choice = choose_average(model, base.state_dict(), evaluator, alphas, metrics["tuned"][PRIMARY_METRIC], prefer_over)
     metrics["wise"] = choice.as_dict()
     for candidate in choice.candidates:
         ships = " (ships)" if candidate["alpha"] == choice.alpha else ""
