@@ -141,9 +141,12 @@ class LlamaServer:
     def __init__(self, url: str, process: subprocess.Popen, log: Path):
         self.url, self.process, self.log = url, process, log
 
+    def log_tail(self) -> str:
+        return self.log.read_text()[-2000:]
+
     def fail_if_died(self) -> None:
         if self.process.poll() is not None:
-            pytest.fail(f"the llama.cpp server exited with {self.process.returncode}:\n{self.log.read_text()[-2000:]}")
+            pytest.fail(f"the llama.cpp server exited with {self.process.returncode}:\n{self.log_tail()}")
 
 
 @pytest.fixture(scope="module")
@@ -159,17 +162,17 @@ def smollm2_server(tmp_path_factory):
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "2"]  # fmt: skip
     log = tmp_path_factory.mktemp("llama-server") / "server.log"  # a file: llama.cpp's load log would fill a pipe
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"))
-    url = f"http://127.0.0.1:{port}/v1"
+    server = LlamaServer(f"http://127.0.0.1:{port}/v1", process, log)
     try:
         deadline = time.monotonic() + 180
         while True:
             try:
-                urllib.request.urlopen(url + "/models", timeout=1).close()
+                urllib.request.urlopen(server.url + "/models", timeout=1).close()
                 break
             except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                assert process.poll() is None and time.monotonic() < deadline, server.log_tail()
                 time.sleep(0.5)
-        yield LlamaServer(url, process, log)
+        yield server
     finally:
         process.terminate()
         process.wait(30)

@@ -46,10 +46,10 @@ def choose_average(
         model.load_state_dict(averaged_state(tuned, base_state, alpha))
         scores = evaluator.measure(model, steps=1)  # steps > 0: new weights, nothing cached
         choice.candidates.append({"alpha": alpha, **scores})
-        score = scores[PRIMARY_METRIC]
-        wins = score > best_score if prefer_over is None else choice.alpha is None and score > prefer_over
-        if wins:
-            best_score = score
+        if scores[PRIMARY_METRIC] > (best_score if prefer_over is None else prefer_over):
+            best_score = scores[PRIMARY_METRIC]
             choice.alpha, choice.metrics, choice.corpus_embeddings = alpha, scores, evaluator.corpus_embeddings
+            if prefer_over is not None:
+                break  # the first average above the base ships: encoding the others could not change that
     model.load_state_dict(averaged_state(tuned, base_state, choice.alpha) if choice.alpha is not None else tuned)
     return choice
