@@ -259,13 +259,13 @@ def test_passages_only_data_trains_on_teacher_margins(tmp_path, prepared_dir):
         train(train_config(prepared_dir, tmp_path / "mined", train__loss="margin-mse"))
 
 
-def test_wise_average_is_measured_and_ships_when_it_beats_the_epoch(prepared_dir, tmp_path):
+def test_wise_average_is_measured_and_ships_when_it_beats_the_epoch(prepared_dir, tmp_path, capsys):
     """A broken epoch (lr 3e-2, kept with --keep-worse) against two averages: the one near the base wins and ships."""
     from ragtune.averaging import averaged_state
     from ragtune.heldout import HeldOutEvaluator
     from ragtune.prepared import Prepared
 
-    result = train(train_config(prepared_dir, tmp_path / "wise", train__epochs=1, train__learning_rate=3e-2,
+    result = api.train(train_config(prepared_dir, tmp_path / "wise", train__epochs=1, train__learning_rate=3e-2,
                                 train__hard_negative_update_frequency=0, train__keep_worse=True,
                                 train__wise_alphas=[0.95, 0.05]))  # fmt: skip
     metrics = result.metrics
@@ -273,6 +273,7 @@ def test_wise_average_is_measured_and_ships_when_it_beats_the_epoch(prepared_dir
     assert sorted(candidates) == [0.05, 0.95] and metrics["wise"]["chosen_alpha"] == 0.05
     assert candidates[0.05] > metrics["best_tuned"]["ndcg@10"]
     assert metrics["tuned"]["ndcg@10"] == candidates[0.05] and metrics["tuned"]["wise_alpha"] == 0.05
+    assert "holds the alpha 0.05 average of the best epoch and the base model" in capsys.readouterr().out
     base = load_model("all-MiniLM-L6-v2", "cpu")
     epoch = load_model(str(tmp_path / "wise" / "checkpoints" / "checkpoint-5"), "cpu")
     epoch.load_state_dict(averaged_state(epoch.state_dict(), base.state_dict(), 0.05))

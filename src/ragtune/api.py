@@ -84,6 +84,9 @@ def train(config: cfg.Config, overwrite: bool = False, resume: bool = False, cal
     print(f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); {label} nDCG@10 "
           f"base {base.get('ndcg@10', float('nan')):.4f}, best epoch "
           f"{best['ndcg@10'] if best else float('nan'):.4f}")  # fmt: skip
+    if "wise_alpha" in metrics["tuned"]:
+        print(f"{result.model_dir} holds the alpha {metrics['tuned']['wise_alpha']:g} average of the best epoch and "
+              f"the base model ({label} nDCG@10 {metrics['tuned']['ndcg@10']:.4f})")  # fmt: skip
     if metrics["shipped"] == "base":
         print(f"no tuned epoch beat the base model on the {label} queries: {result.model_dir} holds the base model "
               "(--keep-worse ships the best tuned epoch instead)")  # fmt: skip
