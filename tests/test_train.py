@@ -266,8 +266,8 @@ def test_wise_average_is_measured_and_ships_when_it_beats_the_epoch(prepared_dir
     from ragtune.prepared import Prepared
 
     result = api.train(train_config(prepared_dir, tmp_path / "wise", train__epochs=1, train__learning_rate=3e-2,
-                                train__hard_negative_update_frequency=0, train__keep_worse=True,
-                                train__wise_alphas=[0.95, 0.05]))  # fmt: skip
+                                    train__hard_negative_update_frequency=0, train__keep_worse=True,
+                                    train__wise_alphas=[0.95, 0.05]))  # fmt: skip
     metrics = result.metrics
     candidates = {c["alpha"]: c["ndcg@10"] for c in metrics["wise"]["candidates"]}
     assert sorted(candidates) == [0.05, 0.95] and metrics["wise"]["chosen_alpha"] == 0.05
