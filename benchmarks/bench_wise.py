@@ -1,11 +1,15 @@
 """Weight averaging of a tuned model with its base (WiSE-FT): alpha * tuned + (1 - alpha) * base.
 
 Each alpha is measured on the run's own held-out queries (what ragtune could choose on) and on the
-real test queries (what the user gets), side by side, so a choice made on the held-out column can
-be read against the test column. alpha 1 is the tuned model, alpha 0 the base.
+real queries of each split in --splits (what the user gets; in passages-only mode the train split
+never entered training and is the column a recipe choice may look at, the test split judges), side
+by side, so a choice made on one column can be read against the others. alpha 1 is the tuned model,
+alpha 0 the base. `--tuned` names the tuned model when the run's model/ already holds an average
+(the epoch checkpoint, RUN/checkpoints/checkpoint-N).
 
     python benchmarks/bench_wise.py --run runs/demo/run --prepared runs/demo/prepared \
-        [--data data/scifact] [--alphas 0.25 0.5 0.75]  (alpha 1 is always measured)
+        [--tuned DIR] [--data data/scifact] [--splits test train] [--alphas 0.25 0.5 0.75]
+        (alpha 1 is always measured)
 """
 
 from __future__ import annotations
@@ -42,9 +46,13 @@ def main() -> None:
     parser.add_argument("--run", required=True)
     parser.add_argument("--prepared", required=True)
     parser.add_argument("--data", default="data/scifact")
+    parser.add_argument("--tuned", help="the tuned model (default: RUN/model)")
+    parser.add_argument("--splits", nargs="+", default=["test"], help="real query splits to judge on")
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     options = parser.parse_args()
-    base, tuned = load_model("all-MiniLM-L6-v2", "cpu"), load_model(str(Path(options.run) / "model"), "cpu")
+    tuned_path = options.tuned or str(Path(options.run) / "model")
+    base, tuned = load_model("all-MiniLM-L6-v2", "cpu"), load_model(tuned_path, "cpu")
+    tuned.max_seq_length = base.max_seq_length  # a checkpoint keeps the training length; ragtune judges at full
     prepared = Prepared.load(Path(options.prepared))
     held_qrels: dict[str, dict[str, float]] = {}
     for row in prepared.eval.itertuples():
@@ -52,8 +60,7 @@ def main() -> None:
     held_text = dict(zip(prepared.eval["anchor_id"], prepared.eval["anchor"]))
     held_ids = sorted(held_qrels)
     dataset = load_dataset(options.data)
-    test_qrels = evaluation_qrels(dataset, "test")
-    test_ids = sorted(test_qrels)
+    split_qrels = {split: evaluation_qrels(dataset, split) for split in options.splits}
     corpus_ids, corpus_docs = prepared.corpus["id"].tolist(), prepared.corpus["document"].tolist()
     rows = []
     for alpha in sorted(set(options.alphas) | {1.0}):  # alpha 1, the tuned model, is what the others beat or not
@@ -62,16 +69,20 @@ def main() -> None:
         held = ndcg(model, [held_text[q] for q in held_ids], held_ids, corpus, corpus_ids, held_qrels)
         test_docs = dataset.corpus["document"].tolist()
         test_corpus = corpus if test_docs == corpus_docs else encode(model, test_docs, 64, "document", "encode corpus")
-        test = ndcg(model, [dataset.queries[q] for q in test_ids], test_ids, test_corpus, dataset.corpus["id"].tolist(),
-                    test_qrels)  # fmt: skip
-        rows.append((alpha, held, test))
-        print(f"alpha {alpha}: held-out nDCG@10 {held:.4f}, test nDCG@10 {test:.4f}", flush=True)
-    print("\n| alpha | held-out nDCG@10 | test nDCG@10 |\n|---|---|---|")
-    for alpha, held, test in rows:
-        print(f"| {alpha:g} | {held:.4f} | {test:.4f} |")
+        real = {split: ndcg(model, [dataset.queries[q] for q in sorted(qrels)], sorted(qrels), test_corpus,
+                            dataset.corpus["id"].tolist(), qrels)
+                for split, qrels in split_qrels.items()}  # fmt: skip
+        rows.append((alpha, held, real))
+        scores = ", ".join(f"{split} nDCG@10 {value:.4f}" for split, value in real.items())
+        print(f"alpha {alpha}: held-out nDCG@10 {held:.4f}, {scores}", flush=True)
+    print("\n| alpha | held-out nDCG@10 | " + " | ".join(f"{split} nDCG@10" for split in split_qrels) + " |")
+    print("|---|---|" + "---|" * len(split_qrels))
+    for alpha, held, real in rows:
+        print(f"| {alpha:g} | {held:.4f} | " + " | ".join(f"{value:.4f}" for value in real.values()) + " |")
+    judge = options.splits[0]
     chosen = max(rows, key=lambda row: row[1])
-    tuned_test = next(test for alpha, _, test in rows if alpha == 1.0)
-    report_result(chosen_alpha=chosen[0], chosen_test=chosen[2], tuned_test=tuned_test)
+    tuned_real = next(real for alpha, _, real in rows if alpha == 1.0)
+    report_result(chosen_alpha=chosen[0], chosen_test=chosen[2][judge], tuned_test=tuned_real[judge])
 
 
 if __name__ == "__main__":
