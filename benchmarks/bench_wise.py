@@ -60,23 +60,26 @@ def main() -> None:
     held_text = dict(zip(prepared.eval["anchor_id"], prepared.eval["anchor"]))
     held_ids = sorted(held_qrels)
     dataset = load_dataset(options.data)
-    split_qrels = {split: evaluation_qrels(dataset, split) for split in options.splits}
+    real_queries = {}  # split -> (texts, ids, qrels), the same for every alpha
+    for split in options.splits:
+        qrels = evaluation_qrels(dataset, split)
+        ids = sorted(qrels)
+        real_queries[split] = ([dataset.queries[q] for q in ids], ids, qrels)
     corpus_ids, corpus_docs = prepared.corpus["id"].tolist(), prepared.corpus["document"].tolist()
+    test_ids, test_docs = dataset.corpus["id"].tolist(), dataset.corpus["document"].tolist()
     rows = []
     for alpha in sorted(set(options.alphas) | {1.0}):  # alpha 1, the tuned model, is what the others beat or not
         model = averaged(base, tuned, alpha)
         corpus = encode(model, corpus_docs, 64, "document", "encode corpus")
         held = ndcg(model, [held_text[q] for q in held_ids], held_ids, corpus, corpus_ids, held_qrels)
-        test_docs = dataset.corpus["document"].tolist()
         test_corpus = corpus if test_docs == corpus_docs else encode(model, test_docs, 64, "document", "encode corpus")
-        real = {split: ndcg(model, [dataset.queries[q] for q in sorted(qrels)], sorted(qrels), test_corpus,
-                            dataset.corpus["id"].tolist(), qrels)
-                for split, qrels in split_qrels.items()}  # fmt: skip
+        real = {split: ndcg(model, texts, ids, test_corpus, test_ids, qrels)
+                for split, (texts, ids, qrels) in real_queries.items()}  # fmt: skip
         rows.append((alpha, held, real))
         scores = ", ".join(f"{split} nDCG@10 {value:.4f}" for split, value in real.items())
         print(f"alpha {alpha}: held-out nDCG@10 {held:.4f}, {scores}", flush=True)
-    print("\n| alpha | held-out nDCG@10 | " + " | ".join(f"{split} nDCG@10" for split in split_qrels) + " |")
-    print("|---|---|" + "---|" * len(split_qrels))
+    print("\n| alpha | held-out nDCG@10 | " + " | ".join(f"{split} nDCG@10" for split in real_queries) + " |")
+    print("|---|---|" + "---|" * len(real_queries))
     for alpha, held, real in rows:
         print(f"| {alpha:g} | {held:.4f} | " + " | ".join(f"{value:.4f}" for value in real.values()) + " |")
     judge = options.splits[0]
