@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from ragtune import cli
+from ragtune.outputs import mark
 
 pytestmark = pytest.mark.slow
+RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
 SENTINEL = "results the user already had\n"
 
 
@@ -288,6 +294,7 @@ def test_bad_input_is_one_line_exit_2_and_outputs_survive(case, tmp_path, scifac
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "metrics.json").write_text(SENTINEL)
+    mark(existing, "evaluation")  # an output ragtune wrote: --overwrite may replace it, a bad input may not
     if command in OUTPUT_FLAG and "--output" not in flags:
         argv += [OUTPUT_FLAG[command], str(existing), "--overwrite"]
     before = snapshot(tmp_path)
@@ -297,6 +304,74 @@ def test_bad_input_is_one_line_exit_2_and_outputs_survive(case, tmp_path, scifac
     assert code == 2, (out, err)
     assert err.startswith("ragtune: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err and message in err, err
+    assert snapshot(tmp_path) == before, "a bad input changed files"
+
+
+def parquet_passages(ids: list):
+    def make(w: Path, slice_: Path, prepared: Path) -> Path:
+        path = w / "passages.parquet"
+        pd.DataFrame({"id": ids, "title": ["A"] * len(ids), "text": ["x"] * len(ids)}).to_parquet(path)
+        return path
+
+    return make
+
+
+def unloadable_model(w: Path, slice_: Path, prepared: Path) -> Path:
+    model = w / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    return model
+
+
+def conflicting_qrels(w: Path, slice_: Path, prepared: Path) -> Path:
+    root = beir_copy(slice_, w / "data")
+    first = (root / "qrels" / "train.tsv").read_text().splitlines()[1].split("\t")
+    with open(root / "qrels" / "train.tsv", "a", encoding="utf-8") as handle:
+        handle.write(f"{first[0]}\t{first[1]}\t2\n")
+    return root
+
+
+# Found trying ragtune as a new user (#28); each runs the real executable. {input}/{slice} as above.
+EXECUTABLE_CASES = {
+    "device-cuda-without-cuda": ("prepare", good_data, ["--data", "{input}", "--device", "cuda"], "no CUDA device"),
+    "device-tpu": ("prepare", config_file("model: {device: tpu}\n"), ["--config", "{input}"], "model.device"),
+    "max-seq-length-beyond-the-model": (
+        "train", good_prepared, ["--data", "{input}", "--max-seq-length", "100000"], "reads at most 512 tokens"
+    ),
+    "unwritable-cache-dir": (
+        "prepare", long_enough, ["--data", "{input}", "--cache-dir", "{input}/cache"], "not a writable directory"
+    ),
+    "model-not-loadable": (
+        "prepare", unloadable_model, ["--data", "{slice}", "--model", "{input}"], "could not be loaded"
+    ),
+    "search-non-utf8": (
+        "search", feast_repo(384), [b"caf\xe9".decode("utf-8", "surrogateescape"), "--repo", "{input}"], "not UTF-8"
+    ),
+    "search-empty": ("search", feast_repo(384), ["  ", "--repo", "{input}"], "the question is empty"),
+    "qrels-conflicting-duplicate": ("prepare", conflicting_qrels, ["--data", "{input}"], "judged twice"),
+    "qrels-negative": ("prepare", append_beir("qrels/train.tsv", "1\t4983\t-1\n"), ["--data", "{input}"], "'-1'"),
+    "parquet-nan-id": ("prepare", parquet_passages(["a", None]), ["--data", "{input}"], "passage number(s) 2"),
+    "parquet-float-id": ("prepare", parquet_passages([1.0, 2.0]), ["--data", "{input}"], "non-integer numeric id"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(EXECUTABLE_CASES))
+def test_the_executable_answers_bad_input_in_one_line(case, tmp_path, scifact_slice, prepared_dir):
+    command, make, flags, message = EXECUTABLE_CASES[case]
+    made = make(tmp_path, scifact_slice, prepared_dir)
+    argv = [command, *(f.format(input=made, slice=scifact_slice) for f in flags)]
+    if command in OUTPUT_FLAG:
+        existing = tmp_path / "existing"
+        existing.mkdir()
+        (existing / "metrics.json").write_text(SENTINEL)
+        mark(existing, "evaluation")
+        argv += [OUTPUT_FLAG[command], str(existing), "--overwrite"]
+    before = snapshot(tmp_path)
+    result = subprocess.run([RAGTUNE, *argv], capture_output=True, text=True, errors="replace", env=os.environ)
+    assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("ragtune: error: "), result.stderr[-2000:]
+    assert message in lines[0], lines[0]
     assert snapshot(tmp_path) == before, "a bad input changed files"
 
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from ragtune.checkpoints import plan_start, seal
+from ragtune.checkpoints import plan_start, replacement_dir, seal
 from ragtune.errors import UserError
+from ragtune.outputs import MARKER, mark
 
 PRINT = {"data": {"train.parquet": "aa"}, "settings": {"train.epochs": 2}}
 
@@ -39,7 +40,7 @@ def test_leftovers_of_a_run_that_died_before_its_first_checkpoint_are_cleared(tm
     checkpoint(run, 2, intact=False)
     with pytest.warns(UserWarning):
         assert plan_start(run, PRINT, continuing=True, overwrite=False).action == "fresh"
-    assert list(run.iterdir()) == []
+    assert [p.name for p in run.iterdir()] == [MARKER]
 
 
 def test_finished_run_is_complete_and_untouched(tmp_path):
@@ -71,11 +72,30 @@ def test_files_that_are_not_a_run_are_never_removed(tmp_path):
     assert (run / "thesis.tex").read_text() == "years of work"
 
 
-def test_overwrite_replaces_a_run_only_when_not_continuing(tmp_path):
+def test_overwrite_trains_beside_the_old_run_which_stays_whole_until_the_new_one_ends(tmp_path):
     run = tmp_path / "run"
     checkpoint(run, 3)
-    assert plan_start(run, PRINT, continuing=False, overwrite=True).action == "fresh"
-    assert list(run.iterdir()) == []
+    mark(run, "training run")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    start = plan_start(run, PRINT, continuing=False, overwrite=True)
+    assert start.action == "fresh" and start.work_dir == replacement_dir(run)
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    checkpoint(start.work_dir, 2, {**PRINT, "settings": {"train.epochs": 5}})
+    # a stopped --overwrite run: --resume continues the replacement, not the old run
+    resumed = plan_start(run, {**PRINT, "settings": {"train.epochs": 5}}, continuing=True, overwrite=True)
+    assert resumed.action == "resume" and resumed.checkpoint.parent.parent == replacement_dir(run)
+    # a second --overwrite starts the replacement again, and the old run is still whole
+    assert plan_start(run, PRINT, continuing=False, overwrite=True).work_dir == replacement_dir(run)
+    assert [p.name for p in replacement_dir(run).iterdir()] == [MARKER]
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+def test_overwrite_never_removes_a_directory_ragtune_did_not_write(tmp_path):
+    run = tmp_path / "run"
+    checkpoint(run, 3)
+    with pytest.raises(UserError, match="not written by ragtune"):
+        plan_start(run, PRINT, continuing=False, overwrite=True)
+    assert (run / "checkpoints" / "checkpoint-3" / "model.safetensors").is_file()
 
 
 def test_a_file_in_place_of_the_run_directory(tmp_path):

@@ -42,7 +42,8 @@ def prepared_dir(scifact_slice, tmp_path_factory):
 
 def test_prepare_writes_every_artifact(prepared_dir):
     assert sorted(p.name for p in prepared_dir.iterdir()) == [
-        "audit.json", "config.yaml", "corpus.parquet", "eval.parquet", "summary.json", "train.parquet",
+        ".ragtune-output", "audit.json", "config.yaml", "corpus.parquet", "eval.parquet", "summary.json",
+        "train.parquet",
     ]  # fmt: skip
     config = yaml.safe_load((prepared_dir / "config.yaml").read_text())
     assert config["mining"]["range_min"] == 0 and config["mining"]["random_negative_ratio"] == 0.2
@@ -172,3 +173,33 @@ def test_demo_runs_the_whole_pipeline_and_ends_with_its_table(scifact_slice, tmp
     assert {p.name for p in root.iterdir()} == {"prepared", "run", "eval"}
     assert (root / "run" / "report.html").is_file() and "| bm25 |" in result.stdout
     assert "demo finished in" in result.stdout.splitlines()[-1]
+
+
+def test_version_and_tensorboard_ports_and_signals(tmp_path):
+    """Repro (#28): no --version; a busy port gave exit 255 and library noise; SIGTERM left TensorBoard serving."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    assert run("--version").stdout.strip().startswith("ragtune ")
+    (tmp_path / "tensorboard").mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert_user_error(run("tensorboard", tmp_path, "--port", busy.getsockname()[1]), "cannot listen there")
+    assert_user_error(run("tensorboard", tmp_path, "--port", "70000"), "--port 70000")
+    board = subprocess.Popen([RAGTUNE, "tensorboard", str(tmp_path), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    url = board.stdout.readline().split(" on ")[1].split()[0]
+    deadline = time.time() + 120
+    while True:
+        try:
+            assert urllib.request.urlopen(url, timeout=5).status == 200
+            break
+        except OSError:
+            assert time.time() < deadline and board.poll() is None, "TensorBoard never served the printed URL"
+            time.sleep(1)
+    board.send_signal(signal.SIGTERM)
+    assert board.wait(timeout=60) == 0
+    with pytest.raises(OSError):  # the child went with it: nothing serves the URL any more
+        urllib.request.urlopen(url, timeout=5)

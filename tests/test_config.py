@@ -130,3 +130,16 @@ def test_shipped_configs_load_and_validate(path):
     for section, values in yaml.safe_load(path.read_text()).items():
         for key, value in values.items():
             assert getattr(getattr(config, section), key) == value, f"{section}.{key}"
+
+
+def test_an_unquoted_yaml_exponent_is_a_number_and_a_bad_device_is_named(tmp_path):
+    """Repro (#28): PyYAML reads `1e-4` as a string, and `device: tpu` crashed after the imports."""
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  learning_rate: 1e-4\n")
+    assert cfg.load(path).train.learning_rate == 1e-4
+    path.write_text("train:\n  learning_rate: fast\n")
+    with pytest.raises(UserError, match="train.learning_rate: expected a number, got 'fast'"):
+        cfg.load(path)
+    path.write_text("model:\n  device: tpu\n")
+    with pytest.raises(UserError, match="model.device must be auto, cpu, cuda, cuda:N or mps"):
+        cfg.load(path)

@@ -196,3 +196,37 @@ def test_beir_loader_either_loads_or_says_why(tmp_path, rows):
         assert qid in known_queries and set(docs) <= known_docs
     for docs in dataset.positives("train").values():
         assert docs and all(score > 0 for score in docs.values())
+
+
+def test_qrels_repeated_judgements_conflicting_scores_and_negative_grades(tmp_path):
+    """Repro (#28): a conflicting duplicate silently let the last row win; a negative grade was accepted."""
+    with pytest.raises(UserError, match=r"lines 2 and 4: query 'q1' and passage 'd1' are judged twice"):
+        load_dataset(beir(tmp_path / "a", qrels={"train": [["q1", "d1", 1], ["q2", "d2", 1], ["q1", "d1", 2]]}))
+    with pytest.raises(UserError, match=r"line 3: score '-1' is not a grade"):
+        load_dataset(beir(tmp_path / "b", qrels={"train": [["q1", "d1", 1], ["q2", "d2", -1]]}))
+    with pytest.warns(UserWarning, match=r"1 repeated judgement\(s\) read once \(line 4 first\)"):
+        repeated = {"train": [["q1", "d1", 1], ["q2", "d2", 1], ["q1", "d1", 1]]}
+        dataset = load_dataset(beir(tmp_path / "c", qrels=repeated))
+    assert dataset.qrels["train"] == {"q1": {"d1": 1.0}, "q2": {"d2": 1.0}}
+
+
+def test_a_byte_order_mark_and_beir_ids_in_a_passages_file_are_read(tmp_path):
+    """Repro (#28): a UTF-8 file with a BOM was refused; a BEIR corpus.jsonl as a passages file failed on `_id`."""
+    root = beir(tmp_path)
+    corpus = root / "corpus.jsonl"
+    corpus.write_bytes(b"\xef\xbb\xbf" + corpus.read_bytes())
+    (root / "qrels" / "train.tsv").write_bytes(b"\xef\xbb\xbf" + (root / "qrels" / "train.tsv").read_bytes())
+    assert load_dataset(root).corpus["id"].tolist() == ["d1", "d2"]
+    assert load_dataset(corpus).corpus["id"].tolist() == ["d1", "d2"]
+    table = tmp_path / "p.parquet"
+    pd.DataFrame({"_id": ["a", "b"], "title": ["A", "B"], "text": ["x", "y"]}).to_parquet(table)
+    assert load_dataset(table).corpus["id"].tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize("ids", [[1.0, 2.0], ["a", None], [1.5, float("nan")]])
+def test_missing_or_fractional_passage_ids_are_refused(tmp_path, ids):
+    """Repro (#28): NaN or float ids in parquet became 'nan' or '0.0'."""
+    table = tmp_path / "p.parquet"
+    pd.DataFrame({"id": ids, "title": ["A", "B"], "text": ["x", "y"]}).to_parquet(table)
+    with pytest.raises(UserError, match=r"missing or non-integer numeric id \(passage number"):
+        load_dataset(table)

@@ -58,8 +58,10 @@ def prepared_k3(scifact_slice, tmp_path_factory):
 
 def test_model_changes_and_all_artifacts_appear(finished_run):
     result, run_dir = finished_run
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.yaml", "metrics.json", "model",
-                                                         "tensorboard"]  # fmt: skip
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".ragtune-output", "checkpoints", "config.yaml", "metrics.json", "model", "tensorboard"
+    ]  # fmt: skip
+    assert not list(run_dir.parent.glob(".*.lock")), "the run's lock outlived the run"
     base = load_file(resolve_model("all-MiniLM-L6-v2") / "model.safetensors")
     tuned = load_file(run_dir / "model" / "model.safetensors")
     assert any(not np.array_equal(base[k], tuned[k]) for k in base if k in tuned)

@@ -9,16 +9,38 @@ from pathlib import Path
 
 from ragtune import config as cfg
 
+OUTPUT_FIELDS = {"prepare": "data.output", "train": "train.output", "evaluate": "eval.output"}
 
-def prepare(config: cfg.Config, overwrite: bool = False) -> Path:
+
+def check_outputs(
+    config: cfg.Config, stage: str, overwrite: bool = False, config_file: Path | None = None, resume: bool = False
+) -> None:
+    """ragtune.outputs' rules for a stage's output, before anything is read: never over an input,
+    never an existing one without `overwrite`, never one ragtune did not write; the cache writable.
+    A resumed run (and every torchrun worker but rank 0) leaves the existing run to plan_start."""
+    from ragtune.distributed import current_world, elastic_restart
+    from ragtune.outputs import check_output_path, check_writable, default_cache_dir, guard_output
+
+    section, key = OUTPUT_FIELDS[stage].split(".")
+    output = getattr(getattr(config, section), key)
+    inputs = {**cfg.input_paths(config, stage), "--config": config_file}
+    continuing = resume or elastic_restart() or not current_world().is_main
+    if stage == "train" and continuing:
+        check_output_path(output, inputs, cfg.flag(section, key))
+    else:
+        guard_output(output, inputs, overwrite, cfg.flag(section, key))
+    check_writable(config.model.cache_dir or default_cache_dir(), "--cache-dir")
+
+
+def prepare(config: cfg.Config, overwrite: bool = False, config_file: Path | None = None) -> Path:
     """Training samples, held-out split, corpus and mining audit in `config.data.output`."""
+    check_outputs(config, "prepare", overwrite, config_file)
     from ragtune import prepare as stage
     from ragtune.data import Dataset, load_dataset
-    from ragtune.outputs import atomic_dir, check_output_dir
+    from ragtune.outputs import atomic_dir
 
     d = config.data
     output = Path(d.output)
-    check_output_dir(output, overwrite)
     if d.from_feast:
         from ragtune.feast import dataset_from_feast
 
@@ -30,22 +52,24 @@ def prepare(config: cfg.Config, overwrite: bool = False) -> Path:
     prepared = stage.prepare(dataset, d, config.model, config.mining, config.synthetic, timestamp)
     if d.from_feast:
         prepared.summary["passages_from"] = f"feast {d.from_feast} ({view})"
-    with atomic_dir(output, overwrite) as tmp:
+    with atomic_dir(output, overwrite, "prepared data") as tmp:
         prepared.write(tmp, cfg.to_yaml(config))
     print(f"prepared {output}: {json.dumps(prepared.summary)}")
     print(f"mining audit: {json.dumps(prepared.audit)}")
     return output
 
 
-def evaluate(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str, float]]:
+def evaluate(
+    config: cfg.Config, overwrite: bool = False, config_file: Path | None = None
+) -> dict[str, dict[str, float]]:
     """Metrics of each model (and BM25) on one qrels split, with metrics.json/.md/.png."""
+    check_outputs(config, "evaluate", overwrite, config_file)
     from ragtune import evaluate as stage
     from ragtune.data import load_dataset
-    from ragtune.outputs import atomic_dir, check_output_dir
+    from ragtune.outputs import atomic_dir
 
     e, m = config.eval, config.model
     output = Path(e.output)
-    check_output_dir(output, overwrite)
     dataset = load_dataset(config.data.path, config.data.max_text_chars)
     results = stage.evaluate(dataset, e, m)
     if e.via_feast:  # the model is the one the repo serves; its rankings come from the online store
@@ -56,7 +80,7 @@ def evaluate(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str,
             encode_batch_size=m.encode_batch_size,
         )  # fmt: skip
     table = stage.markdown_table(results)
-    with atomic_dir(output, overwrite) as tmp:
+    with atomic_dir(output, overwrite, "evaluation") as tmp:
         (tmp / "metrics.json").write_text(json.dumps({"split": e.split, "results": results}, indent=2) + "\n")
         (tmp / "metrics.md").write_text(table)
         (tmp / "config.yaml").write_text(cfg.to_yaml(config))
@@ -65,8 +89,15 @@ def evaluate(config: cfg.Config, overwrite: bool = False) -> dict[str, dict[str,
     return results
 
 
-def train(config: cfg.Config, overwrite: bool = False, resume: bool = False, callbacks: tuple = ()):
+def train(
+    config: cfg.Config,
+    overwrite: bool = False,
+    resume: bool = False,
+    callbacks: tuple = (),
+    config_file: Path | None = None,
+):
     """Fine-tune on a prepared directory; writes model/, metrics.json, config.yaml, tensorboard/."""
+    check_outputs(config, "train", overwrite, config_file, resume)
     from ragtune import train as stage
     from ragtune.distributed import current_world
 
@@ -93,13 +124,17 @@ def train(config: cfg.Config, overwrite: bool = False, resume: bool = False, cal
     return result
 
 
-def report(run_dir: Path, eval_dir: Path | None = None, output: Path | None = None) -> Path:
-    """One self-contained HTML page for a run (default RUN_DIR/report.html); `eval_dir` adds BM25/test metrics."""
+def report(run_dir: Path, eval_dir: Path | None = None, output: Path | None = None, overwrite: bool = False) -> Path:
+    """One self-contained HTML page for a run (default RUN_DIR/report.html, replaced on every call);
+    `eval_dir` adds BM25/test metrics. Any other `output` obeys ragtune.outputs' rules for a file."""
     from ragtune import report as stage
-    from ragtune.outputs import write_text
+    from ragtune.outputs import guard_file_output, write_text
 
+    default = Path(run_dir) / "report.html"
+    if output is not None and Path(output).resolve() != default.resolve():
+        guard_file_output(output, {"RUN": run_dir, "--eval": eval_dir}, overwrite)
     page = stage.render(stage.collect(Path(run_dir), eval_dir))
-    output = Path(output) if output else Path(run_dir) / "report.html"
+    output = Path(output) if output else default
     output.parent.mkdir(parents=True, exist_ok=True)
     write_text(output, page)
     print(f"report written to {output}")
@@ -180,6 +215,14 @@ def index(config: cfg.Config, force: bool = False):
 
 def search(config: cfg.Config, question: str, model: str | None = None):
     """Top-k passages for one question through the repo's online store, printed best first."""
+    from ragtune.errors import UserError
+
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError("search: the question holds bytes that are not UTF-8; pass it as UTF-8 text") from None
+    if not question.strip():
+        raise UserError("search: the question is empty; pass the text to search for")
     from ragtune import feast as stage
 
     m = config.model

@@ -10,14 +10,18 @@ torchrun elastic restart and a TrainJob pod restart alike.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+import socket
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.errors import UserError
-from ragtune.outputs import directory_checksums, write_json
+from ragtune.outputs import MARKER, directory_checksums, mark, write_json, written_by_ragtune
 
 STATE_FILE = "ragtune_state.json"
 CHECKSUM_FILE = "ragtune_checksums.json"
@@ -61,40 +65,100 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 class Start:
     action: str  # "fresh", "resume" or "complete"
     checkpoint: Path | None = None
+    work_dir: Path | None = None  # where this run trains: the run directory, or its replacement in the making
+
+
+def replacement_dir(run_dir: Path) -> Path:
+    """Where `--overwrite` trains the new run: the old one stays whole until the new one is finished."""
+    return run_dir.with_name(f".{run_dir.name}.next")
+
+
+def _present(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir() if not p.name.startswith(".")} if directory.is_dir() else set()
+
+
+def _fresh(work_dir: Path) -> Start:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    mark(work_dir, "training run")
+    return Start("fresh", work_dir=work_dir)
 
 
 def plan_start(run_dir: Path, fingerprint: dict, *, continuing: bool, overwrite: bool) -> Start:
     """How a run starts. `continuing` (--resume, an elastic restart, a pod restart): a finished run is
     complete; an intact checkpoint resumes, if it was made from the same data and settings; a run
     with no checkpoint yet (or only torn ones) starts fresh; anything else is a user error.
-    Otherwise an existing run is replaced only with `overwrite`."""
+    Otherwise an existing run is replaced only with `overwrite`, only if ragtune wrote it, and only
+    once the new run has finished: until then it trains in `replacement_dir`, which a resume continues."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a directory; choose another --output")
-    present = {p.name for p in run_dir.iterdir() if not p.name.startswith(".")} if run_dir.is_dir() else set()
+    present = _present(run_dir)
+    replacement = replacement_dir(run_dir)
     if not continuing:
         if present and not overwrite:
             raise UserError(f"{run_dir}: already exists; pass --resume to continue it, --overwrite to replace it")
-        if present:
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return Start("fresh")
-    if all((run_dir / name).exists() for name in FINISHED):
-        return Start("complete")
-    checkpoint = latest_checkpoint(run_dir) if "checkpoints" in present else None
+        if present and not written_by_ragtune(run_dir):
+            raise UserError(
+                f"{run_dir}: was not written by ragtune (no {MARKER} file), so --overwrite will not replace it; "
+                "choose another --output or move it away yourself"
+            )
+        shutil.rmtree(replacement, ignore_errors=True)  # an earlier replacement that never finished
+        return _fresh(replacement if present else run_dir)
+    if replacement.is_dir():  # an --overwrite run was stopped: it continues; the old run is still whole
+        return _continue(replacement, fingerprint)
+    return _continue(run_dir, fingerprint)
+
+
+def _continue(work_dir: Path, fingerprint: dict) -> Start:
+    present = _present(work_dir)
+    if all((work_dir / name).exists() for name in FINISHED):
+        return Start("complete", work_dir=work_dir)
+    checkpoint = latest_checkpoint(work_dir) if "checkpoints" in present else None
     if checkpoint is not None:
         check_fingerprint(checkpoint, fingerprint)
-        return Start("resume", checkpoint)
+        mark(work_dir, "training run")
+        return Start("resume", checkpoint, work_dir)
     unknown = sorted(present - LEFTOVERS)
     if unknown:
         raise UserError(
-            f"{run_dir}: holds {', '.join(unknown)} but no intact checkpoint to resume from; "
+            f"{work_dir}: holds {', '.join(unknown)} but no intact checkpoint to resume from; "
             "choose another --output, or pass --overwrite without --resume to replace it"
         )
     for name in present:  # a run that died before its first checkpoint: nothing worth keeping
-        shutil.rmtree(run_dir / name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return Start("fresh")
+        shutil.rmtree(work_dir / name)
+    return _fresh(work_dir)
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold `.NAME.lock` beside the run directory for the whole run: a second `train` on it refuses,
+    naming the holder. The kernel drops the lock when its process dies, so a killed run's is taken over."""
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = run_dir.with_name(f".{run_dir.name}.lock")
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(
+                f"{run_dir}: in use by {holder}; wait for that run to end (or stop it), or choose another --output"
+            ) from None
+        try:  # the file we locked is still the one on disk (a finishing holder may have just removed it)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"ragtune train (pid {os.getpid()} on {socket.gethostname()})".encode())
+    try:
+        yield
+    finally:
+        os.unlink(path)
+        os.close(fd)
 
 
 def check_fingerprint(checkpoint: Path, fingerprint: dict) -> None:

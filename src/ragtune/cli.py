@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
+import socket
 import subprocess
 import sys
 import typing
 import warnings
 from pathlib import Path
 
-from ragtune import api
+from ragtune import __version__, api
 from ragtune import config as cfg
 from ragtune.errors import UserError
 
@@ -41,7 +43,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, patterns: list[str]) -> N
         for f in dataclasses.fields(cfg.SECTIONS[section]):
             if name not in ("*", f.name):
                 continue
-            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            flag = cfg.flag(section, f.name)
             kind = cfg.field_type(section, f.name)
             kwargs: dict = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS, "help": f.metadata["help"]}
             if typing.get_origin(kind) is list:
@@ -64,6 +66,7 @@ def _add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ragtune", description="Make a RAG retriever measurably better on your own documents.")
+    parser.add_argument("--version", action="version", version=f"ragtune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     helps = {
         "prepare": "training pairs with guarded hard negatives, and a held-out evaluation split",
@@ -125,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     page.add_argument("run", type=Path, help="run directory written by `ragtune train`")
     page.add_argument("--eval", type=Path, help="`ragtune evaluate` output to include (default: a sibling eval/)")
     page.add_argument("--output", type=Path, help="HTML file to write (default: RUN/report.html)")
+    page.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     return parser
 
 
@@ -133,9 +137,9 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 RUNNERS = {
-    "prepare": lambda config, args: api.prepare(config, args.overwrite),
-    "evaluate": lambda config, args: api.evaluate(config, args.overwrite),
-    "train": lambda config, args: api.train(config, args.overwrite, args.resume),
+    "prepare": lambda config, args: api.prepare(config, args.overwrite, config_file=args.config),
+    "evaluate": lambda config, args: api.evaluate(config, args.overwrite, config_file=args.config),
+    "train": lambda config, args: api.train(config, args.overwrite, args.resume, config_file=args.config),
     "demo": lambda config, args: api.demo(config),
     "feast": lambda config, args: api.feast_init(config, args.overwrite),
     "index": lambda config, args: api.index(config, args.force),
@@ -149,13 +153,39 @@ RUNNERS = {
 }
 
 
+def free_port(host: str, port: int) -> int:
+    """`port` if it can be bound on `host` now (0: any free one); else one line naming the flag and the fix."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port}: not a port number; pass one in 1-65535 (0: any free port)")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+            return probe.getsockname()[1]
+    except OSError as exc:
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
+                        "pass another --port or --host") from None  # fmt: skip
+
+
 def serve_tensorboard(run: Path, host: str, port: int) -> int:
+    """TensorBoard as a child that lives and dies with this process: SIGTERM and Ctrl-C reach it too."""
     logdir = run / "tensorboard" if (run / "tensorboard").is_dir() else run
     if not logdir.is_dir():
         raise UserError(f"{run}: not found; pass a run directory written by `ragtune train`")
-    print(f"TensorBoard for {logdir} on http://{host}:{port}/ (Ctrl-C to stop)")
-    return subprocess.call([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host,
-                            "--port", str(port)])  # fmt: skip
+    port = free_port(host, port)
+    child = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host,
+                              "--port", str(port)], stderr=subprocess.DEVNULL)  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    print(f"TensorBoard for {logdir} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        code = child.wait()
+    except KeyboardInterrupt:
+        child.terminate()
+        child.wait()
+        return 130
+    if code > 0:
+        raise UserError(f"tensorboard stopped with exit code {code}; run `python -m tensorboard.main --logdir {logdir}`"
+                        " to see why")  # fmt: skip
+    return 0
 
 
 def _without_launcher_flags(argv: list[str]) -> list[str]:
@@ -177,6 +207,7 @@ def launch_workers(config: cfg.Config, args: argparse.Namespace, argv: list[str]
     from ragtune.models import resolve_model
     from ragtune.prepared import Prepared
 
+    api.check_outputs(config, "train", args.overwrite, args.config, args.resume)
     Prepared.load(Path(config.train.prepared))
     resolve_model(config.model.name)
     code = launch(args.nproc, _without_launcher_flags(argv), args.max_restarts)
@@ -202,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "tensorboard":
             return serve_tensorboard(args.run, args.host, args.port)
         if args.command == "report":
-            api.report(args.run, args.eval, args.output)
+            api.report(args.run, args.eval, args.output, args.overwrite)
             return 0
         config = cfg.load(args.config, _overrides(args))
         if args.command == "train" and args.nproc > 1 and "RANK" not in os.environ:

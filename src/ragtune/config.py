@@ -8,6 +8,7 @@ command's flags from it, so a command never shows a flag its stage ignores.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,9 @@ from ragtune.errors import UserError
 from ragtune.losses import AUTO, LOSSES
 
 
-def _option(default: Any, help: str, flag: str | None = None) -> Any:
-    metadata = {"help": help, "flag": flag}
+def _option(default: Any, help: str, flag: str | None = None, path: bool = False) -> Any:
+    """A config field; `path` marks a file or directory the stage reads (an output may never overlap it)."""
+    metadata = {"help": help, "flag": flag, "path": path}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -29,11 +31,11 @@ def _option(default: Any, help: str, flag: str | None = None) -> Any:
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = _option(
-        "all-MiniLM-L6-v2", "base model: a local sentence-transformers dir or the bundled name", "--model"
+        "all-MiniLM-L6-v2", "base model: a local sentence-transformers dir or the bundled name", "--model", path=True
     )
     device: str = _option("auto", "torch device: auto, cpu, cuda, cuda:1 …")
     encode_batch_size: int = _option(64, "batch size for encoding passages and queries")
-    cache_dir: str = _option("", "embedding cache directory (default: ~/.cache/ragtune)")
+    cache_dir: str = _option("", "embedding cache directory (default: ~/.cache/ragtune)", path=True)
     backend: str = _option(
         "onnx",
         "onnx: large CPU encodes in onnxruntime (same embeddings as torch to ~1e-7, 1.33x faster here), or torch",
@@ -43,7 +45,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    path: str = _option("", "BEIR directory or passages file (.parquet/.jsonl)", "--data")
+    path: str = _option("", "BEIR directory or passages file (.parquet/.jsonl)", "--data", path=True)
     output: str = _option("prepared", "directory that prepare writes", "--output")
     eval_fraction: float = _option(
         0.1, "share of training queries held out to pick the best model (if no dev qrels); in (0, 1)"
@@ -57,10 +59,14 @@ class DataConfig:
         "",
         "real labelled queries (a BEIR directory) that pick the best model each epoch; never trained on",
         "--eval-data",
+        path=True,
     )
     eval_split: str = _option("test", "qrels split of --eval-data to evaluate on")
     from_feast: str = _option(
-        "", "prepare: passages from this Feast repo's offline store (--data adds queries/qrels)", "--from-feast"
+        "",
+        "prepare: passages from this Feast repo's offline store (--data adds queries/qrels)",
+        "--from-feast",
+        path=True,
     )
 
 
@@ -100,7 +106,9 @@ class SyntheticConfig:
         "fusion (the base model + BM25, weighed on the held-out queries), cross-encoder (synthetic.cross_encoder) "
         "or none; the teacher vetoes false negatives and its margins train margin-mse",
     )
-    cross_encoder: str = _option("", "teacher cross-encoder: a local sentence-transformers CrossEncoder directory")
+    cross_encoder: str = _option(
+        "", "teacher cross-encoder: a local sentence-transformers CrossEncoder directory", path=True
+    )
     passages: int = _option(0, "passages that give training queries, a random sample (0: all); mining uses all")
     llm_endpoint: str = _option(
         "", "llm generator: base URL of an OpenAI-compatible API (vLLM, Ollama, llama.cpp server …), e.g. "
@@ -114,7 +122,7 @@ class SyntheticConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    prepared: str = _option("prepared", "directory written by `ragtune prepare`", "--data")
+    prepared: str = _option("prepared", "directory written by `ragtune prepare`", "--data", path=True)
     output: str = _option("runs/train", "run directory: model/, checkpoints/, tensorboard/, metrics.json", "--output")
     loss: str = _option(AUTO, f"loss: {AUTO} (margin-mse on passages-only data, else mnrl); "
                         + "; ".join(f"{name} ({spec.help})" for name, spec in LOSSES.items()))  # fmt: skip
@@ -148,15 +156,17 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    models: list[str] = _option([], "models to evaluate (default: model.name); repeat the flag", "--model")
+    models: list[str] = _option([], "models to evaluate (default: model.name); repeat the flag", "--model", path=True)
     split: str = _option("test", "qrels split to evaluate")
     baselines: list[str] = _option(
         ["bm25"], "baselines to add: bm25, teacher (the zero-label teacher of --teacher-of), or none", "--baseline"
     )
-    teacher_of: str = _option("", "a prepared directory whose zero-label teacher (summary.json) is a baseline")
+    teacher_of: str = _option(
+        "", "a prepared directory whose zero-label teacher (summary.json) is a baseline", path=True
+    )
     output: str = _option("runs/eval", "directory for metrics.json, metrics.md, metrics.png", "--output")
     via_feast: str = _option(
-        "", "evaluate what this Feast repo serves (its indexed model) instead of in memory", "--via-feast"
+        "", "evaluate what this Feast repo serves (its indexed model) instead of in memory", "--via-feast", path=True
     )
 
 
@@ -195,6 +205,7 @@ class Config:
 
 
 BACKENDS = ("kubernetes", "local")
+DEVICES = r"auto|cpu|mps|cuda(:\d+)?"
 TEACHERS = ("fusion", "cross-encoder", "none")
 GENERATORS = ("ict", "crop", "terms", "llm")  # ragtune.synthetic implements them; llm.py fetches llm's queries
 
@@ -234,6 +245,22 @@ def training_settings(config: Config) -> dict[str, Any]:
     }
 
 
+def flag(section: str, name: str) -> str:
+    """The command-line flag of a field: its own (--data) or its name (--range-min)."""
+    found = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
+    return found.metadata.get("flag") or "--" + name.replace("_", "-")
+
+
+def input_paths(config: Config, stage: str) -> dict[str, Any]:
+    """Every file or directory a stage reads, by flag: what its output must never overlap."""
+    found = {}
+    for section, key in stage_fields(stage):
+        field_ = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == key)
+        if field_.metadata.get("path"):
+            found[flag(section, key)] = getattr(getattr(config, section), key)
+    return found
+
+
 def field_type(section: str, name: str) -> Any:
     hints = typing.get_type_hints(SECTIONS[section])
     return hints[name]
@@ -251,6 +278,11 @@ def _coerce(value: Any, expected: Any, where: str) -> Any:
         return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is float and isinstance(value, str):  # YAML reads an unquoted 1e-4 as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise UserError(f"{where}: expected a number, got {value!r}") from None
     if expected is not bool and isinstance(value, bool) or not isinstance(value, expected):
         raise UserError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -294,6 +326,7 @@ def validate(config: Config, source: str = "config") -> None:
         (0.0 < m.relative_margin <= 1.0, "mining.relative_margin", "a number in (0, 1]"),
         (-1.0 <= m.min_score <= 1.0, "mining.min_score", "a cosine similarity in [-1, 1]"),
         (m.random_negative_ratio >= 0, "mining.random_negative_ratio", "0 or more"),
+        (re.fullmatch(DEVICES, config.model.device) is not None, "model.device", "auto, cpu, cuda, cuda:N or mps"),
         (config.model.encode_batch_size > 0, "model.encode_batch_size", "a positive integer"),
         (config.model.backend in ("torch", "onnx"), "model.backend", "torch or onnx"),
         (t.loss in (AUTO, *LOSSES), "train.loss", "one of " + ", ".join((AUTO, *LOSSES))),

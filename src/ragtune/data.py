@@ -43,7 +43,7 @@ class Dataset:
 
 def _open_text(path: Path) -> io.TextIOBase:
     raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")  # a BOM is read, not refused
 
 
 def _find(directory: Path, stem: str) -> Path | None:
@@ -54,7 +54,7 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 
 def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
-    """Read JSON lines, naming the file and line of the first problem."""
+    """Read JSON lines, naming the file and line of the first problem; BEIR's `_id` serves as `id`."""
     rows = []
     line_no = 0
     try:
@@ -70,6 +70,8 @@ def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
                     ) from None
                 if not isinstance(row, dict):
                     raise UserError(f"{path} line {line_no}: expected a JSON object per line")
+                if "id" in required and "id" not in row and "_id" in row:
+                    row["id"] = row["_id"]
                 missing = [key for key in required if key not in row]
                 if missing:
                     raise UserError(
@@ -107,6 +109,16 @@ def _truncate(texts: pd.Series, limit: int, path: Path, column: str) -> pd.Serie
     return texts
 
 
+def _check_ids(ids: list, path: Path) -> None:
+    """Ids are strings or integers: a missing or fractional id would silently become 'nan' or '0.0'."""
+    bad = [number for number, value in enumerate(ids, start=1) if value is None or isinstance(value, float)]
+    if bad:
+        raise UserError(
+            f"{path}: {len(bad)} passage(s) have a missing or non-integer numeric id (passage number(s) "
+            f"{', '.join(map(str, bad[:5]))}); give every passage a string or integer id"
+        )
+
+
 def _check_unique(ids: pd.Series, path: Path) -> None:
     duplicated = ids[ids.duplicated()]
     if len(duplicated):
@@ -134,6 +146,7 @@ def titles_as_queries(corpus: pd.DataFrame) -> tuple[dict[str, str], Qrels]:
 
 
 def _corpus_frame(rows: list[dict], path: Path, id_key: str, max_chars: int, title_in_document: bool) -> pd.DataFrame:
+    _check_ids([row[id_key] for row in rows], path)
     ids = [str(row[id_key]) for row in rows]
     frame = pd.DataFrame(
         {
@@ -166,6 +179,8 @@ def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str], skipped_id
     """
     qrels: Qrels = {}
     dropped = 0
+    lines: dict[tuple[str, str], int] = {}  # (query, passage) -> the line that judged it first
+    repeated = []
     try:
         with _open_text(path) as handle:
             reader = csv.reader(handle, delimiter="\t")
@@ -184,8 +199,20 @@ def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str], skipped_id
                     grade = float(score)
                 except ValueError:
                     raise UserError(f"{path} line {line_no}: score {score!r} is not a number") from None
-                if not math.isfinite(grade):
-                    raise UserError(f"{path} line {line_no}: score {score!r} is not a finite number")
+                if not math.isfinite(grade) or grade < 0:
+                    raise UserError(
+                        f"{path} line {line_no}: score {score!r} is not a grade; use 0 (not relevant) or more"
+                    )
+                if (qid, did) in lines:
+                    first = lines[(qid, did)]
+                    if qrels.get(qid, {}).get(did, grade) != grade:
+                        raise UserError(
+                            f"{path} lines {first} and {line_no}: query '{qid}' and passage '{did}' are judged "
+                            f"twice with different scores; keep one line"
+                        )
+                    repeated.append(line_no)
+                    continue
+                lines[(qid, did)] = line_no
                 if did in skipped_ids:
                     dropped += 1
                     continue
@@ -198,6 +225,10 @@ def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str], skipped_id
         raise UserError(f"{path}: bytes that are not UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
     if dropped:
         warnings.warn(f"{path}: skipped {dropped} judgement(s) of empty passages", stacklevel=2)
+    if repeated:
+        warnings.warn(
+            f"{path}: {len(repeated)} repeated judgement(s) read once (line {repeated[0]} first)", stacklevel=2
+        )
     return qrels
 
 
@@ -238,6 +269,8 @@ def load_passages(path: Path, max_chars: int) -> Dataset:
             table = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise UserError(f"{path}: not a readable parquet file ({exc}); check the file") from None
+        if "id" not in table.columns and "_id" in table.columns:
+            table = table.rename(columns={"_id": "id"})
         missing = [c for c in ("id", "title", "text") if c not in table.columns]
         if missing:
             raise UserError(f"{path}: missing column(s) {', '.join(missing)}; passages need id, title, text")

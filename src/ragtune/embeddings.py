@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +10,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ragtune import console
-from ragtune.outputs import atomic_path
+from ragtune.outputs import atomic_path, default_cache_dir
 
 ENCODE_CHUNK = 512  # passages per encode call: bounds memory and gives the progress bar a pulse
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("RAGTUNE_CACHE", Path.home() / ".cache" / "ragtune"))
 
 
 def texts_hash(texts: list[str]) -> str:

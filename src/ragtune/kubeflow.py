@@ -152,7 +152,7 @@ def rendezvous_failure(log: str) -> str | None:
 def backend_for(settings: cfg.KubeflowConfig) -> ClusterJobs | LocalJobs:
     import_sdk()
     if settings.backend == "local":
-        from ragtune.embeddings import default_cache_dir
+        from ragtune.outputs import default_cache_dir
 
         return LocalJobs(default_cache_dir() / "jobs")
     return ClusterJobs(settings)

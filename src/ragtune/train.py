@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ragtune import config as cfg
 from ragtune import console
 from ragtune.averaging import choose_average
 from ragtune.callbacks import Duties, RagtuneCallback, RunState, TrainingBar
-from ragtune.checkpoints import STATE_FILE, plan_start
+from ragtune.checkpoints import STATE_FILE, plan_start, run_lock
 from ragtune.distributed import (
     backend,
     collective_timeout,
@@ -33,14 +34,15 @@ from ragtune.distributed import (
     on_main_then_shared,
 )
 from ragtune.embeddings import store_corpus_embeddings
+from ragtune.errors import UserError
 from ragtune.evaluate import METRICS
 from ragtune.heldout import PRIMARY_METRIC, HeldOutEvaluator, max_length
 from ragtune.losses import LABELLED_PAIRS, LOSSES, MARGINS, resolve_loss
 from ragtune.mining import MiningParams
 from ragtune.modelcard import fill_card_data, write_model_card
-from ragtune.models import cache_dir, load_model, model_fingerprint, pick_device, resolve_model
+from ragtune.models import cache_dir, load_model, model_fingerprint, pick_device, position_limit, resolve_model
 from ragtune.negatives import NegativeStore
-from ragtune.outputs import atomic_dir, write_json, write_text
+from ragtune.outputs import atomic_dir, swap_in, write_json, write_text
 from ragtune.prepared import Prepared, data_fingerprint, held_out_label
 from ragtune.progress import trainjob_progress_callback
 
@@ -107,6 +109,11 @@ def training_arguments(t: cfg.TrainConfig, run_dir: Path, world, use_cuda: bool,
 
 def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, callbacks: tuple = ()) -> TrainResult:
     """Fine-tune `model.name` on `train.prepared`; the result is the best model by held-out nDCG@10."""
+    with ExitStack() as held:  # rank 0 holds the run's lock until the run has ended
+        return _train(config, resume, overwrite, callbacks, held)
+
+
+def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, held: ExitStack) -> TrainResult:
     import transformers
     from sentence_transformers import SentenceTransformerTrainer
     from torch.utils.tensorboard import SummaryWriter
@@ -125,6 +132,12 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     t = config.train
     fingerprint = {"data": data_fingerprint(Path(t.prepared)), "settings": cfg.training_settings(config)}
     base_path = resolve_model(m.name)
+    limit = position_limit(base_path)
+    if limit and t.max_seq_length > limit:
+        raise UserError(
+            f"train.max_seq_length {t.max_seq_length}: {m.name} reads at most {limit} tokens; "
+            f"pass --max-seq-length {limit} or less (0: the model's own)"
+        )
     base_weights = model_fingerprint(base_path)  # hashes the weights files: once per run
     held_out = held_out_description(prepared.summary)
     remine_every = t.hard_negative_update_frequency
@@ -136,9 +149,16 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
     timeout = collective_timeout(len(prepared.corpus), world)
     init_process_group(world, use_cuda, timeout)
     continuing = resume or elastic_restart()
-    start = on_main_then_shared(lambda: plan_start(run_dir, fingerprint, continuing=continuing, overwrite=overwrite),
-                                world)  # fmt: skip
+
+    def lock_and_plan():
+        held.enter_context(run_lock(run_dir))
+        return plan_start(run_dir, fingerprint, continuing=continuing, overwrite=overwrite)
+
+    start = on_main_then_shared(lock_and_plan, world)
+    work_dir = start.work_dir  # the run directory, or (--overwrite) its replacement until this run ends
     if start.action == "complete":
+        if world.is_main and work_dir != run_dir:
+            swap_in(work_dir, run_dir)
         return TrainResult(run_dir / "model", json.loads((run_dir / "metrics.json").read_text()), True)
     if start.checkpoint is not None and world.is_main:
         print(f"resuming from {start.checkpoint}")
@@ -155,12 +175,12 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
         store.restore(saved["negatives"])
         state = RunState(**saved["run"])
     evaluator = HeldOutEvaluator(prepared, m.encode_batch_size, full_length, (base_weights, cache_dir(m)))
-    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard")) if world.is_main else None
+    writer = SummaryWriter(log_dir=str(work_dir / "tensorboard")) if world.is_main else None
     duties = Duties(t.epochs, remine_every, t.early_stopping_patience, full_length,
                     MiningParams.of(config.mining, store.negatives_per_pair), t.keep_worse,
                     held_out_label(held_out["kind"]))  # fmt: skip
     callback = RagtuneCallback(model, store, evaluator, state, duties, world, writer, fingerprint)
-    args = training_arguments(t, run_dir, world, use_cuda, timeout, fresh=start.checkpoint is None)
+    args = training_arguments(t, work_dir, world, use_cuda, timeout, fresh=start.checkpoint is None)
     dataset = training_dataset(prepared.samples, store, LOSSES[loss].columns)
     trainer = main_process_saves(SentenceTransformerTrainer)(
         model=model, args=args, train_dataset=dataset, loss=LOSSES[loss].build(model, t), evaluator=evaluator,
@@ -200,15 +220,15 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
         "base_weights": base_weights,
     }
     if world.is_main:
-        best = base_path if state.best_step <= 0 else run_dir / "checkpoints" / f"checkpoint-{state.best_step}"
+        best = base_path if state.best_step <= 0 else work_dir / "checkpoints" / f"checkpoint-{state.best_step}"
         model.load_state_dict(load_model(str(best), m.device).state_dict())
         if t.wise_alphas and state.best_step > 0:
             average_with_base(model, load_model(m.name, m.device), evaluator, t.wise_alphas, t.wise_prefer, metrics,
                               callback)  # fmt: skip
         model.model_card_data.eval_results_dict[evaluator] = {k: metrics["tuned"][k] for k in METRICS}  # these weights
-        finish_run(run_dir, model, full_length, metrics, config, prepared.audit)
+        finish_run(work_dir, model, full_length, metrics, config, prepared.audit)
         if callback.best_embeddings is not None:  # the final model's corpus embeddings: evaluate reuses them
-            store_corpus_embeddings(callback.best_embeddings, model_fingerprint(run_dir / "model"), full_length,
+            store_corpus_embeddings(callback.best_embeddings, model_fingerprint(work_dir / "model"), full_length,
                                     evaluator.documents, cache_dir(m))  # fmt: skip
         writer.add_hparams(
             {"loss": loss, "epochs": t.epochs, "learning_rate": t.learning_rate, "batch_size": t.batch_size,
@@ -217,6 +237,8 @@ def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, 
             {"hparam/ndcg@10": metrics["tuned"]["ndcg@10"]}, run_name="hparams",
         )  # fmt: skip
         writer.close()
+        if work_dir != run_dir:  # the finished replacement takes the old run's place only now
+            swap_in(work_dir, run_dir)
     return TrainResult(run_dir / "model", metrics)
 
 

@@ -20,9 +20,9 @@ import pandas as pd
 
 from ragtune.config import SyntheticConfig
 from ragtune.data import Dataset, Qrels
-from ragtune.embeddings import default_cache_dir
 from ragtune.errors import UserError
 from ragtune.llm import LLMSpec, write_queries
+from ragtune.outputs import default_cache_dir
 from ragtune.synthetic import SyntheticSpec, generate_queries, shares, split_title
 from ragtune.teacher import (
     FusionTeacher,
