@@ -37,8 +37,8 @@ image:
 	scripts/docker-build.sh
 
 lint: install
-	$(VENV)/bin/ruff check src tests data benchmarks examples
-	$(VENV)/bin/ruff format --check src tests data benchmarks examples
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -205,8 +205,9 @@ def index(config: cfg.Config, force: bool = False):
     from ragtune.prepare import input_timestamp
 
     d, repo = config.data, Path(config.feast.repo)
-    stage.open_store(repo)  # a bad repo fails before any slow work
+    stage.check_repo(repo)  # a wrong repo or corpus is answered before Feast is imported
     corpus = stage.load_corpus(d.path, d.max_text_chars)
+    stage.open_store(repo)
     result = stage.index(repo, corpus, config.model, input_timestamp(Path(d.path)), force)
     removed = f"; removed {', '.join(result.removed)}" if result.removed else ""
     print(f"indexed {result.passages} passages into {repo}:{result.view} in {result.seconds:.1f} s{removed}")

@@ -10,6 +10,7 @@ rank stops, re-mines and saves at the same step by construction.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,22 @@ class Duties:
     label: str = "held-out"  # or "held-out synthetic", for queries made from the passages
 
 
+DECIDING_QUERIES = 30  # fewer held-out queries than this pick an epoch by chance as often as by merit
+CEILING = 0.95  # a base model scoring this much leaves no room to show a gain
+
+
+def undecidable(queries: int, base: dict[str, float]) -> str | None:
+    """Why a held-out split cannot show a gain (too few queries, or the base model already near 1), or None."""
+    score = base[PRIMARY_METRIC]
+    if queries >= DECIDING_QUERIES and score < CEILING:
+        return None
+    why = "too few" if queries < DECIDING_QUERIES else "no room left"
+    return (
+        f"{queries} queries, base model nDCG@10 {score:.3f}: {why} to show a gain, so the choice of model follows "
+        f"noise; pass --eval-data with {DECIDING_QUERIES} or more labelled queries, or raise data.eval_fraction"
+    )
+
+
 class RagtuneCallback(TrainerCallback):
     def __init__(self, model, store: NegativeStore, evaluator: HeldOutEvaluator, state: RunState,
                  duties: Duties, world: World, writer, fingerprint: dict):  # fmt: skip
@@ -76,6 +93,8 @@ class RagtuneCallback(TrainerCallback):
             self.writer.add_scalar("Evaluation/Positive_Pair_Similarity", scores["positive_pair_similarity"], step)
             decision = (*self._decide(scores, step, epoch), self.state)
         improved, stop, self.state = broadcast_from_main(decision, self.world)
+        if step == 0 and self.world.is_main and (doubt := undecidable(len(self.evaluator.query_ids), scores)):
+            warnings.warn(f"the {self.duties.label} split: {doubt}", stacklevel=2)
         what = "the base model" if step == 0 else f"epoch {epoch}"
         self.say(f"{what}: {self.duties.label} nDCG@10 {scores[PRIMARY_METRIC]:.4f}" + (" (best)" if improved else ""))
         if improved:

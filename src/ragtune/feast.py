@@ -82,10 +82,15 @@ def init_repo(directory: Path, embedding_dim: int, online_path: str, overwrite: 
     return directory
 
 
+def check_repo(directory: Path) -> None:
+    """The cheap half of open_store: answers a wrong --repo before Feast (seconds of imports) loads."""
+    if not (Path(directory) / "feature_store.yaml").is_file():
+        raise UserError(f"{directory}: not a Feast repo (no feature_store.yaml); create one with `ragtune feast init`")
+
+
 def open_store(directory: Path):
     directory = Path(directory)
-    if not (directory / "feature_store.yaml").is_file():
-        raise UserError(f"{directory}: not a Feast repo (no feature_store.yaml); create one with `ragtune feast init`")
+    check_repo(directory)
     try:
         store = feature_store(directory)
     except Exception as exc:  # pydantic and yaml raise several types for a broken config
