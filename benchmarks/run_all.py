@@ -62,6 +62,7 @@ SECTIONS = {
     ),
     "feast": Section("Feast serving: indexing, search latency and recall", ("python benchmarks/bench_feast.py",)),
     "ddp": Section("DDP: 1 against 2 torchrun processes", ("python benchmarks/bench_ddp.py",)),
+    "errors": Section("How fast a bad input is answered (one line, exit 2)", ("python benchmarks/bench_errors.py",)),
     "scale": Section(
         "Memory and time of `prepare` at 10k, 30k and 100k passages", ("python benchmarks/bench_scale.py",)
     ),
@@ -145,6 +146,9 @@ def summary_value(name: str, r: dict, seconds: float) -> str:
                 f"{r['index_per_s']:.1f} vs encode {r['raw_encode_per_s']:.1f} passages/s")  # fmt: skip
     if name == "ddp":
         return f"{r['one_process']:.2f} -> {r['two_processes']:.2f} samples/s (**{r['speedup']:.2f}x**)"
+    if name == "errors":
+        slowest = r["slowest_error_seconds"]
+        return f"slowest one-line error **{slowest:.2f} s** (CLI start-up {r['start_up_seconds']:.2f} s)"
     if name == "scale":
         peak = f"peak RSS **{r['peak_rss_gib']:.2f} GiB** at {r['passages']:,} passages"
         return f"{peak}; time/size ratio {r['linearity']:.2f}"

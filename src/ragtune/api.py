@@ -35,9 +35,8 @@ def check_outputs(
 def prepare(config: cfg.Config, overwrite: bool = False, config_file: Path | None = None) -> Path:
     """Training samples, held-out split, corpus and mining audit in `config.data.output`."""
     check_outputs(config, "prepare", overwrite, config_file)
-    from ragtune import prepare as stage
     from ragtune.data import Dataset, load_dataset
-    from ragtune.outputs import atomic_dir
+    from ragtune.models import resolve_model
 
     d = config.data
     output = Path(d.output)
@@ -46,7 +45,13 @@ def prepare(config: cfg.Config, overwrite: bool = False, config_file: Path | Non
 
         dataset, timestamp, view = dataset_from_feast(Path(d.from_feast), d.path, d.max_text_chars)
     else:
-        dataset, timestamp = load_dataset(d.path, d.max_text_chars), stage.input_timestamp(Path(d.path))
+        dataset = load_dataset(d.path, d.max_text_chars)  # bad input is answered before torch is imported
+    resolve_model(config.model.name)
+    from ragtune import prepare as stage
+    from ragtune.outputs import atomic_dir
+
+    if not d.from_feast:
+        timestamp = stage.input_timestamp(Path(d.path))
     if d.corpus_only:
         dataset = Dataset("passages", dataset.corpus, {}, {})
     prepared = stage.prepare(dataset, d, config.model, config.mining, config.synthetic, timestamp)
@@ -64,13 +69,14 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """Metrics of each model (and BM25) on one qrels split, with metrics.json/.md/.png."""
     check_outputs(config, "evaluate", overwrite, config_file)
-    from ragtune import evaluate as stage
     from ragtune.data import load_dataset
-    from ragtune.outputs import atomic_dir
 
     e, m = config.eval, config.model
     output = Path(e.output)
-    dataset = load_dataset(config.data.path, config.data.max_text_chars)
+    dataset = load_dataset(config.data.path, config.data.max_text_chars)  # answered before torch is imported
+    from ragtune import evaluate as stage
+    from ragtune.outputs import atomic_dir
+
     results = stage.evaluate(dataset, e, m)
     if e.via_feast:  # the model is the one the repo serves; its rankings come from the online store
         from ragtune.feast import evaluate_via_feast
@@ -98,6 +104,11 @@ def train(
 ):
     """Fine-tune on a prepared directory; writes model/, metrics.json, config.yaml, tensorboard/."""
     check_outputs(config, "train", overwrite, config_file, resume)
+    from ragtune.models import resolve_model
+    from ragtune.prepared import resolve
+
+    resolve(Path(config.train.prepared))  # answered before torch is imported
+    resolve_model(config.model.name)
     from ragtune import train as stage
     from ragtune.distributed import current_world
 
@@ -201,12 +212,13 @@ def feast_init(config: cfg.Config, overwrite: bool = False) -> Path:
 
 def index(config: cfg.Config, force: bool = False):
     """Encode `data.path` with `model.name` into a new passages view of the repo; the old view goes."""
+    from ragtune.data import load_corpus
+
+    d, repo = config.data, Path(config.feast.repo)
+    corpus = load_corpus(d.path, d.max_text_chars)  # a wrong corpus is answered before torch and Feast load
     from ragtune import feast as stage
     from ragtune.prepare import input_timestamp
 
-    d, repo = config.data, Path(config.feast.repo)
-    stage.check_repo(repo)  # a wrong repo or corpus is answered before Feast is imported
-    corpus = stage.load_corpus(d.path, d.max_text_chars)
     stage.open_store(repo)
     result = stage.index(repo, corpus, config.model, input_timestamp(Path(d.path)), force)
     removed = f"; removed {', '.join(result.removed)}" if result.removed else ""

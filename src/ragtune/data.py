@@ -300,3 +300,13 @@ def load_dataset(path: str | Path, max_chars: int = 20000) -> Dataset:
     if path.suffix in {".parquet", ".jsonl"} or path.name.endswith(".jsonl.gz"):
         return load_passages(path, max_chars)
     raise UserError(f"{path}: unknown input; expected a BEIR directory or a .parquet/.jsonl passages file")
+
+
+def load_corpus(path: str, max_chars: int) -> pd.DataFrame:
+    """The corpus of a BEIR directory, a passages file, or a prepared directory (its corpus.parquet)."""
+    if not path:
+        raise UserError("no corpus: pass --data (a BEIR directory, a passages file or a prepared directory)")
+    prepared = Path(path) / "corpus.parquet"
+    if prepared.is_file():
+        return pd.read_parquet(prepared)
+    return load_dataset(path, max_chars).corpus

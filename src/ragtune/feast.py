@@ -82,15 +82,10 @@ def init_repo(directory: Path, embedding_dim: int, online_path: str, overwrite: 
     return directory
 
 
-def check_repo(directory: Path) -> None:
-    """The cheap half of open_store: answers a wrong --repo before Feast (seconds of imports) loads."""
-    if not (Path(directory) / "feature_store.yaml").is_file():
-        raise UserError(f"{directory}: not a Feast repo (no feature_store.yaml); create one with `ragtune feast init`")
-
-
 def open_store(directory: Path):
     directory = Path(directory)
-    check_repo(directory)
+    if not (directory / "feature_store.yaml").is_file():
+        raise UserError(f"{directory}: not a Feast repo (no feature_store.yaml); create one with `ragtune feast init`")
     try:
         store = feature_store(directory)
     except Exception as exc:  # pydantic and yaml raise several types for a broken config
@@ -156,18 +151,6 @@ def current_view(store, directory: Path):
     if not ready:
         raise UserError(f"{directory}: no passages indexed yet; run `ragtune index --repo {directory} --data ...`")
     return ready[-1]
-
-
-def load_corpus(path: str, max_chars: int) -> pd.DataFrame:
-    """The corpus of a BEIR directory, a passages file, or a prepared directory (its corpus.parquet)."""
-    from ragtune.data import load_dataset
-
-    if not path:
-        raise UserError("no corpus: pass --data (a BEIR directory, a passages file or a prepared directory)")
-    prepared = Path(path) / "corpus.parquet"
-    if prepared.is_file():
-        return pd.read_parquet(prepared)
-    return load_dataset(path, max_chars).corpus
 
 
 def title_in_document(corpus: pd.DataFrame) -> bool:
