@@ -110,28 +110,9 @@ def train(
     resolve(Path(config.train.prepared))  # answered before torch is imported
     resolve_model(config.model.name)
     from ragtune import train as stage
-    from ragtune.distributed import current_world
 
     result = stage.train(config, resume=resume, overwrite=overwrite, callbacks=callbacks)
-    if not current_world().is_main:  # under torchrun rank 0 reports
-        return result
-    if result.already_complete:
-        print(f"{config.train.output}: already complete; {result.model_dir} left as it is (--overwrite trains again)")
-        return result
-    from ragtune.prepared import held_out_label
-
-    metrics = result.metrics
-    base, run, label = metrics["base"], metrics["train"], held_out_label(metrics["heldout"]["kind"])
-    best = metrics["best_tuned"]
-    print(f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); {label} nDCG@10 "
-          f"base {base.get('ndcg@10', float('nan')):.4f}, best epoch "
-          f"{best['ndcg@10'] if best else float('nan'):.4f}")  # fmt: skip
-    if "wise_alpha" in metrics["tuned"]:
-        print(f"{result.model_dir} holds the alpha {metrics['tuned']['wise_alpha']:g} average of the best epoch and "
-              f"the base model ({label} nDCG@10 {metrics['tuned']['ndcg@10']:.4f})")  # fmt: skip
-    if metrics["shipped"] == "base":
-        print(f"no tuned epoch beat the base model on the {label} queries: {result.model_dir} holds the base model "
-              "(--keep-worse ships the best tuned epoch instead)")  # fmt: skip
+    stage.print_summary(result, config)
     return result
 
 

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from ragtune import config as cfg
 from ragtune.errors import UserError
 from ragtune.outputs import write_json
+from ragtune.progress import import_sdk
 from ragtune.trainjob import train_job
 
 SETUP_HINT = "scripts/setup-kind.sh"
@@ -83,13 +83,6 @@ class JobInfo:
     num_nodes: int
     created: str
     steps: list[str] = field(default_factory=list)
-
-
-def import_sdk() -> None:
-    """Import the Kubeflow SDK once, without the pydantic deprecation warnings its models print on import."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Support for class-based `config` is deprecated")
-        import kubeflow.trainer  # noqa: F401
 
 
 def job_args(config: cfg.Config, workdir: str) -> dict:

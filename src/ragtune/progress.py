@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 SERVER_URL = "KUBEFLOW_TRAINER_SERVER_URL"
 MIN_INTERVAL = 5.0  # the SDK drops calls sooner than this after its last successful one
+
+
+def import_sdk() -> None:
+    """Import the Kubeflow SDK once, without the pydantic deprecation warnings its models print on import."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Support for class-based `config` is deprecated")
+        import kubeflow.trainer  # noqa: F401
 
 
 def trainjob_progress_callback(world):
@@ -20,8 +28,6 @@ def trainjob_progress_callback(world):
     if not world.is_main or not os.environ.get(SERVER_URL):
         return None
     from transformers import TrainerCallback
-
-    from ragtune.kubeflow import import_sdk
 
     import_sdk()
     from kubeflow.trainer.backends.kubernetes.utils import update_trainjob_status

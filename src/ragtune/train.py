@@ -242,6 +242,27 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
     return TrainResult(run_dir / "model", metrics)
 
 
+def print_summary(result: TrainResult, config: cfg.Config) -> None:
+    """The run's closing lines, on rank 0: what trained, what it scored, what ships (and why)."""
+    if not current_world().is_main:  # under torchrun rank 0 reports
+        return
+    if result.already_complete:
+        print(f"{config.train.output}: already complete; {result.model_dir} left as it is (--overwrite trains again)")
+        return
+    metrics = result.metrics
+    base, run, label = metrics["base"], metrics["train"], held_out_label(metrics["heldout"]["kind"])
+    best = metrics["best_tuned"]
+    print(f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); {label} nDCG@10 "
+          f"base {base.get('ndcg@10', float('nan')):.4f}, best epoch "
+          f"{best['ndcg@10'] if best else float('nan'):.4f}")  # fmt: skip
+    if "wise_alpha" in metrics["tuned"]:
+        print(f"{result.model_dir} holds the alpha {metrics['tuned']['wise_alpha']:g} average of the best epoch and "
+              f"the base model ({label} nDCG@10 {metrics['tuned']['ndcg@10']:.4f})")  # fmt: skip
+    if metrics["shipped"] == "base":
+        print(f"no tuned epoch beat the base model on the {label} queries: {result.model_dir} holds the base model "
+              "(--keep-worse ships the best tuned epoch instead)")  # fmt: skip
+
+
 def average_with_base(model, base, evaluator, alphas: list[float], prefer: bool, metrics: dict, callback) -> None:
     """WiSE-FT candidates beside the best epoch; a winner replaces the tuned weights, metrics and cached embeddings."""
     prefer_over = metrics["base"][PRIMARY_METRIC] if prefer else None

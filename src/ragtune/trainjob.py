@@ -18,12 +18,13 @@ def train_job(config: dict, workdir: str = "") -> None:
         os.makedirs(workdir, exist_ok=True)
         os.chdir(workdir)
 
-    from ragtune import api
     from ragtune import config as cfg
     from ragtune.errors import UserError
+    from ragtune.train import print_summary, train
 
     try:
-        api.train(cfg.from_dict(config, "job config"), resume=True)
+        settings = cfg.from_dict(config, "job config")
+        print_summary(train(settings, resume=True), settings)
     except UserError as exc:
         print(f"ragtune: error: {exc}", file=sys.stderr)
         sys.exit(2)
