@@ -22,7 +22,8 @@ from common import report_result
 from ragtune.averaging import averaged_state
 from ragtune.data import load_dataset
 from ragtune.embeddings import encode
-from ragtune.evaluate import dense_rankings, evaluation_qrels, retrieval_metrics
+from ragtune.evaluate import evaluation_qrels
+from ragtune.metrics import dense_rankings, retrieval_metrics
 from ragtune.models import load_model
 from ragtune.prepared import Prepared
 

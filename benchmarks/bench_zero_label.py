@@ -23,7 +23,8 @@ from common import report_result
 
 from ragtune.data import load_dataset
 from ragtune.embeddings import encode, encode_corpus_cached
-from ragtune.evaluate import bm25_rankings, dense_rankings, evaluation_qrels, retrieval_metrics
+from ragtune.evaluate import bm25_rankings, evaluation_qrels
+from ragtune.metrics import dense_rankings, retrieval_metrics
 from ragtune.mining import MiningParams, mine
 from ragtune.models import load_model, model_fingerprint, resolve_model
 from ragtune.synthetic import SyntheticSpec, generate_queries

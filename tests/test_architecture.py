@@ -15,19 +15,14 @@ LAYERS = [
     {"kubeflow", "trainjob"},  # the cluster: may import the train stage, never the reverse
     {"prepare", "train", "evaluate", "feast", "report"},  # stages: each takes its config section
     {"callbacks", "heldout", "averaging", "modelcard", "progress", "zero_label", "negatives", "mining", "teacher",
-     "synthetic", "llm", "checkpoints", "embeddings", "onnx_backend"},  # parts the stages are made of
+     "synthetic", "llm", "checkpoints", "metrics", "embeddings", "onnx_backend"},  # parts the stages are made of
     {"config", "losses", "data", "prepared", "models", "distributed", "outputs", "errors", "console"},  # foundation
 ]  # fmt: skip
 STAGES = LAYERS[2]
 STAGE_EDGES = {
-    ("prepare", "evaluate"): "prepare scores its teacher with evaluate's metrics",
-    ("train", "evaluate"): "the held-out evaluation reports evaluate's metrics",
-    ("feast", "evaluate"): "--via-feast ranks through the store and scores with evaluate's metrics",
+    ("prepare", "evaluate"): "the judged queries of a split (evaluation_qrels)",
+    ("feast", "evaluate"): "--via-feast judges the served rankings on a split (evaluation_qrels)",
 }
-# Upward edges that exist today, each to be removed by the layout redesign (#29): then this is empty.
-KNOWN_BREAKS = {
-    ("callbacks", "evaluate"), ("heldout", "evaluate"), ("modelcard", "evaluate"),  # metrics live in evaluate.py
-}  # fmt: skip
 NEVER = {("feast", "train"): "serving never imports training", ("train", "kubeflow"): "train never imports cluster"}
 
 
@@ -85,8 +80,7 @@ def layer_breaks(graph: dict[str, set[str]]) -> list[str]:
         f"{a} -> {b}"
         for a, deps in sorted(graph.items())
         for b in sorted(deps)
-        if (a, b) not in KNOWN_BREAKS
-        and (level[b] < level[a] or (a in STAGES and b in STAGES and (a, b) not in STAGE_EDGES))
+        if level[b] < level[a] or (a in STAGES and b in STAGES and (a, b) not in STAGE_EDGES)
     ]
 
 

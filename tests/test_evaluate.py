@@ -10,7 +10,8 @@ from ragtune import config as cfg
 from ragtune.data import load_dataset
 from ragtune.embeddings import encode
 from ragtune.errors import UserError
-from ragtune.evaluate import METRICS, dense_rankings, evaluate, retrieval_metrics
+from ragtune.evaluate import evaluate
+from ragtune.metrics import METRICS, dense_rankings, retrieval_metrics
 
 
 @pytest.mark.slow

@@ -22,8 +22,8 @@ from ragtune import console
 from ragtune.checkpoints import seal
 from ragtune.distributed import World, barrier, broadcast_from_main
 from ragtune.embeddings import encode
-from ragtune.evaluate import METRICS
-from ragtune.heldout import PRIMARY_METRIC, HeldOutEvaluator, max_length
+from ragtune.heldout import HeldOutEvaluator, max_length
+from ragtune.metrics import METRICS, PRIMARY_METRIC
 from ragtune.mining import MiningParams
 from ragtune.negatives import NegativeStore
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ragtune.data import Dataset, document_text, titles_as_queries
 from ragtune.errors import UserError
-from ragtune.evaluate import CUTOFF, Rankings
+from ragtune.metrics import CUTOFF, PRIMARY_METRIC, Rankings
 
 ENTITY = "passage_id"
 ID_FEATURE = "doc_id"  # the id again as a plain feature: the entity column of a vector search is misaligned
@@ -216,9 +216,9 @@ def scores_of(weights: str, run: dict | None, run_model_weights: str) -> dict[st
     if run is None:
         return {}
     if weights == run["base_weights"]:
-        return {run["eval_set"]: run["base"]["ndcg@10"]}
+        return {run["eval_set"]: run["base"][PRIMARY_METRIC]}
     if weights == run_model_weights:
-        return {run["eval_set"]: run["tuned"]["ndcg@10"]}  # the base's scores when the base was shipped
+        return {run["eval_set"]: run["tuned"][PRIMARY_METRIC]}  # the base's scores when the base was shipped
     return {}
 
 
@@ -393,7 +393,8 @@ def evaluate_via_feast(
     dataset: Dataset, repo: Path, *, split: str, models: list[str], device: str, encode_batch_size: int
 ) -> dict[str, dict[str, float]]:
     """The IR metrics of what the repo serves, on the dataset's queries and qrels."""
-    from ragtune.evaluate import evaluation_qrels, retrieval_metrics
+    from ragtune.evaluate import evaluation_qrels
+    from ragtune.metrics import retrieval_metrics
 
     if len(models) > 1:
         raise UserError("--via-feast evaluates the repo's one indexed model; pass at most one --model")

@@ -18,10 +18,8 @@ import numpy as np
 from sentence_transformers.base.evaluation import BaseEvaluator
 
 from ragtune.embeddings import encode, encode_corpus_cached
-from ragtune.evaluate import dense_rankings, retrieval_metrics
+from ragtune.metrics import PRIMARY_METRIC, dense_rankings, retrieval_metrics
 from ragtune.prepared import Prepared
-
-PRIMARY_METRIC = "ndcg@10"
 
 
 @contextmanager

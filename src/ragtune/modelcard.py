@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ragtune import config as cfg
-from ragtune.evaluate import METRICS
+from ragtune.metrics import METRICS
 from ragtune.models import BUNDLED_NAMES
 
 HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"

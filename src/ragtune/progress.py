@@ -12,6 +12,8 @@ import os
 import time
 import warnings
 
+from ragtune.metrics import PRIMARY_METRIC
+
 SERVER_URL = "KUBEFLOW_TRAINER_SERVER_URL"
 MIN_INTERVAL = 5.0  # the SDK drops calls sooner than this after its last successful one
 
@@ -57,8 +59,8 @@ def trainjob_progress_callback(world):
             self.report(state, self.percent(state), eta)
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            if metrics and "eval_ndcg@10" in metrics:
-                self.metrics["ndcg@10"] = round(metrics["eval_ndcg@10"], 4)
+            if metrics and f"eval_{PRIMARY_METRIC}" in metrics:
+                self.metrics[PRIMARY_METRIC] = round(metrics[f"eval_{PRIMARY_METRIC}"], 4)
 
         def on_train_end(self, args, state, control, **kwargs):
             """The last report must land: wait out the SDK's throttle once."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from ragtune.errors import UserError
+from ragtune.metrics import PRIMARY_METRIC
 
 CURVES = {
     "train/loss": "Training loss",
@@ -219,10 +220,11 @@ def render(data: dict) -> str:
     metrics, run = data["metrics"], Path(data["run_dir"])
     base, tuned = metrics.get("base") or {}, metrics["tuned"]
     sections = []
-    if "ndcg@10" in base and "ndcg@10" in tuned:
+    if PRIMARY_METRIC in base and PRIMARY_METRIC in tuned:
+        before, after = base[PRIMARY_METRIC], tuned[PRIMARY_METRIC]
         sections.append(
-            f'<p class="headline">{_e(held_out_name(metrics))} nDCG@10: base <b>{base["ndcg@10"]:.4f}</b> → tuned '
-            f"<b>{tuned['ndcg@10']:.4f}</b> ({tuned['ndcg@10'] - base['ndcg@10']:+.4f})</p>"
+            f'<p class="headline">{_e(held_out_name(metrics))} nDCG@10: base <b>{before:.4f}</b> → tuned '
+            f"<b>{after:.4f}</b> ({after - before:+.4f})</p>"
         )
     evaluation = data["evaluation"]
     if evaluation:

@@ -23,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ragtune.errors import UserError
+from ragtune.metrics import PRIMARY_METRIC
 from ragtune.synthetic import SyntheticSpec, generate_queries
 
 BM25_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -105,7 +106,7 @@ def source_metrics(ranks: np.ndarray) -> dict[str, float]:
     """MRR@10, nDCG@10 and Recall@100 of one relevant passage per query at 1-based (maybe tie-averaged) `ranks`."""
     return {
         "mrr@10": float(np.mean(np.where(ranks <= 10, 1.0 / ranks, 0.0))),
-        "ndcg@10": float(np.mean(np.where(ranks <= 10, 1.0 / np.log2(ranks + 1), 0.0))),
+        PRIMARY_METRIC: float(np.mean(np.where(ranks <= 10, 1.0 / np.log2(ranks + 1), 0.0))),
         "recall@100": float(np.mean(ranks <= 100)),
     }
 
@@ -182,7 +183,7 @@ def choose_teacher(
                 scores = fuse(cosine, lexical, weight, best_cosine, best_bm25)
                 ranks[w, i] = tie_averaged_rank(scores, source_rows[i])
     evidence = [{"teacher": teacher_name(w), "bm25_weight": w, **source_metrics(r)} for w, r in zip(weights, ranks)]
-    best = max(range(len(weights)), key=lambda w: (evidence[w]["ndcg@10"], -w))
+    best = max(range(len(weights)), key=lambda w: (evidence[w][PRIMARY_METRIC], -w))
     return TeacherChoice(weights[best], teacher_name(weights[best]), len(queries), evidence)
 
 

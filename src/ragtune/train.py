@@ -35,9 +35,9 @@ from ragtune.distributed import (
 )
 from ragtune.embeddings import store_corpus_embeddings
 from ragtune.errors import UserError
-from ragtune.evaluate import METRICS
-from ragtune.heldout import PRIMARY_METRIC, HeldOutEvaluator, max_length
+from ragtune.heldout import HeldOutEvaluator, max_length
 from ragtune.losses import LABELLED_PAIRS, LOSSES, MARGINS, resolve_loss
+from ragtune.metrics import METRICS, PRIMARY_METRIC
 from ragtune.mining import MiningParams
 from ragtune.modelcard import fill_card_data, write_model_card
 from ragtune.models import cache_dir, load_model, model_fingerprint, pick_device, position_limit, resolve_model
@@ -201,7 +201,7 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
         "tuned": next(h for h in state.history if h["step"] == state.best_step),
         "best_step": state.best_step,
         "shipped": "base" if state.best_step <= 0 else "tuned",
-        "best_tuned": max((h for h in state.history if h["step"] > 0), key=lambda h: h["ndcg@10"], default=None),
+        "best_tuned": max((h for h in state.history if h["step"] > 0), key=lambda h: h[PRIMARY_METRIC], default=None),
         "history": state.history,
         "remining": state.remining,
         "train": {
@@ -234,7 +234,7 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
             {"loss": loss, "epochs": t.epochs, "learning_rate": t.learning_rate, "batch_size": t.batch_size,
              "max_seq_length": t.max_seq_length or full_length,
              "hard_negative_update_frequency": t.hard_negative_update_frequency},
-            {"hparam/ndcg@10": metrics["tuned"]["ndcg@10"]}, run_name="hparams",
+            {f"hparam/{PRIMARY_METRIC}": metrics["tuned"][PRIMARY_METRIC]}, run_name="hparams",
         )  # fmt: skip
         writer.close()
         if work_dir != run_dir:  # the finished replacement takes the old run's place only now
