@@ -8,7 +8,7 @@ EXTRAS ?= dev
 # on an Intel VM that advertises them) died with SIGILL on its first completion; build for AVX2 instead.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: demo test bench lint install clean image
+.PHONY: demo test bench lint docs install clean image
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -39,6 +39,10 @@ image:
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# docs/config.md from the typed config (tests/test_docs.py fails when it is stale).
+docs: install
+	$(PY) scripts/config_reference.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
