@@ -19,8 +19,8 @@ from pathlib import Path
 from common import StepTimer, prepared_triplets, report_result
 
 from ragtune import config as cfg
-from ragtune.distributed import current_world
-from ragtune.train import train
+from ragtune.train.distributed import current_world
+from ragtune.train.run import train
 
 GLOBAL_BATCH = 32
 

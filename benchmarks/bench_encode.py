@@ -14,10 +14,10 @@ import time
 import numpy as np
 from common import report_result
 
-from ragtune.data import load_dataset
-from ragtune.embeddings import encode
-from ragtune.models import load_model
-from ragtune.onnx_backend import onnx_encoder
+from ragtune.io.data import load_dataset
+from ragtune.retrieval.embeddings import encode
+from ragtune.retrieval.models import load_model
+from ragtune.retrieval.onnx_backend import onnx_encoder
 
 
 def main() -> None:

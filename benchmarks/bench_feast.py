@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 from common import report_result
 
-from ragtune import feast as rf
 from ragtune.config import ModelConfig
-from ragtune.data import load_dataset
-from ragtune.embeddings import encode, encode_corpus_cached
-from ragtune.models import load_model, model_fingerprint, resolve_model
-from ragtune.prepare import input_timestamp
+from ragtune.io.data import load_dataset
+from ragtune.prepare.run import input_timestamp
+from ragtune.retrieval.embeddings import encode, encode_corpus_cached
+from ragtune.retrieval.models import load_model, model_fingerprint, resolve_model
+from ragtune.serving import feast as rf
 
 MODEL = "all-MiniLM-L6-v2"
 

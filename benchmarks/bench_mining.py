@@ -19,10 +19,10 @@ from pathlib import Path
 import pandas as pd
 from common import report_result
 
-from ragtune.data import load_dataset
-from ragtune.embeddings import encode, encode_corpus_cached
-from ragtune.mining import MiningParams, mine
-from ragtune.models import load_model, model_fingerprint, resolve_model
+from ragtune.io.data import load_dataset
+from ragtune.negatives.mining import MiningParams, mine
+from ragtune.retrieval.embeddings import encode, encode_corpus_cached
+from ragtune.retrieval.models import load_model, model_fingerprint, resolve_model
 
 PARAMS = MiningParams(range_min=10, range_max=50, min_score=0.3, relative_margin=0.95, num_negatives=1)
 

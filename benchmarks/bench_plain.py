@@ -22,9 +22,9 @@ from common import report_result
 
 from ragtune import api
 from ragtune import config as cfg
-from ragtune.data import load_dataset
-from ragtune.evaluate import evaluate, markdown_table
-from ragtune.models import load_model
+from ragtune.evaluate.run import evaluate, markdown_table
+from ragtune.io.data import load_dataset
+from ragtune.retrieval.models import load_model
 
 
 def plain_recipe(data: str, out: Path, t: cfg.TrainConfig) -> Path:

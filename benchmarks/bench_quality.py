@@ -22,8 +22,8 @@ from common import report_result
 
 from ragtune import api
 from ragtune import config as cfg
-from ragtune.data import load_dataset
-from ragtune.evaluate import evaluate, markdown_table
+from ragtune.evaluate.run import evaluate, markdown_table
+from ragtune.io.data import load_dataset
 
 PREPARE_SECTIONS = ("data", "mining", "synthetic")
 

@@ -18,8 +18,8 @@ import pandas as pd
 from common import StepTimer, prepared_triplets, report_result
 
 from ragtune import config as cfg
-from ragtune.models import load_model
-from ragtune.train import train
+from ragtune.retrieval.models import load_model
+from ragtune.train.run import train
 
 
 def plain_trainer(rows: pd.DataFrame, out: Path, batch_size: int, max_seq_length: int, timer: StepTimer) -> None:

@@ -19,13 +19,12 @@ from pathlib import Path
 
 from common import report_result
 
-from ragtune.averaging import averaged_state
-from ragtune.data import load_dataset
-from ragtune.embeddings import encode
-from ragtune.evaluate import evaluation_qrels
-from ragtune.metrics import dense_rankings, retrieval_metrics
-from ragtune.models import load_model
-from ragtune.prepared import Prepared
+from ragtune.io.data import evaluation_qrels, load_dataset
+from ragtune.io.prepared import Prepared
+from ragtune.retrieval.embeddings import encode
+from ragtune.retrieval.metrics import dense_rankings, retrieval_metrics
+from ragtune.retrieval.models import load_model
+from ragtune.train.averaging import averaged_state
 
 
 def averaged(base, tuned, alpha: float):

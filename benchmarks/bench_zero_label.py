@@ -21,14 +21,15 @@ import numpy as np
 import pandas as pd
 from common import report_result
 
-from ragtune.data import load_dataset
-from ragtune.embeddings import encode, encode_corpus_cached
-from ragtune.evaluate import bm25_rankings, evaluation_qrels
-from ragtune.metrics import dense_rankings, retrieval_metrics
-from ragtune.mining import MiningParams, mine
-from ragtune.models import load_model, model_fingerprint, resolve_model
-from ragtune.synthetic import SyntheticSpec, generate_queries
-from ragtune.teacher import (
+from ragtune.evaluate.run import bm25_rankings
+from ragtune.io.data import evaluation_qrels, load_dataset
+from ragtune.negatives.mining import MiningParams, mine
+from ragtune.retrieval.embeddings import encode, encode_corpus_cached
+from ragtune.retrieval.metrics import dense_rankings, retrieval_metrics
+from ragtune.retrieval.models import load_model, model_fingerprint, resolve_model
+from ragtune.zero_label.pipeline import TeacherCheck
+from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries
+from ragtune.zero_label.teacher import (
     FusionTeacher,
     choose_teacher,
     evidence_documents,
@@ -36,7 +37,6 @@ from ragtune.teacher import (
     flag_false_negatives,
     margin_labels,
 )
-from ragtune.zero_label import TeacherCheck
 
 MODEL = "all-MiniLM-L6-v2"
 CANDIDATES = 3  # mined candidates per query; the hardest the teacher does not flag is kept

@@ -17,11 +17,11 @@ import argparse
 import re
 from pathlib import Path
 
-from ragtune import feast as rf
 from ragtune.config import ModelConfig
-from ragtune.data import load_dataset
 from ragtune.errors import UserError
-from ragtune.prepare import input_timestamp
+from ragtune.io.data import load_dataset
+from ragtune.prepare.run import input_timestamp
+from ragtune.serving import feast as rf
 
 QUESTIONS = [
     "Does folic acid lower homocysteine levels?",

@@ -67,7 +67,7 @@ def embedding_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def model():
-    from ragtune.models import load_model
+    from ragtune.retrieval.models import load_model
 
     return load_model("all-MiniLM-L6-v2", "cpu")
 

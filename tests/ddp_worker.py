@@ -9,8 +9,8 @@ from conftest import train_config
 from safetensors.torch import save_file
 from transformers import TrainerCallback
 
-from ragtune.distributed import current_world
-from ragtune.train import train
+from ragtune.train.distributed import current_world
+from ragtune.train.run import train
 
 
 class RecordRank(TrainerCallback):

@@ -2,7 +2,7 @@
 
 import torch
 
-from ragtune.averaging import averaged_state, choose_average
+from ragtune.train.averaging import averaged_state, choose_average
 
 
 def test_floating_tensors_are_interpolated_and_others_stay_tuned():

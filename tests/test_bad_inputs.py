@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from ragtune import cli
-from ragtune.outputs import mark
+from ragtune.io.outputs import mark
 
 pytestmark = pytest.mark.slow
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))

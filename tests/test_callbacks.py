@@ -1,6 +1,6 @@
 """When the held-out split cannot decide: pure logic, no training."""
 
-from ragtune.callbacks import undecidable
+from ragtune.train.callbacks import undecidable
 
 
 def test_a_split_that_cannot_show_a_gain_is_named_with_its_numbers():

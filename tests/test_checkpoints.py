@@ -2,9 +2,9 @@
 
 import pytest
 
-from ragtune.checkpoints import plan_start, replacement_dir, seal
 from ragtune.errors import UserError
-from ragtune.outputs import MARKER, mark
+from ragtune.io.outputs import MARKER, mark
+from ragtune.train.checkpoints import plan_start, replacement_dir, seal
 
 PRINT = {"data": {"train.parquet": "aa"}, "settings": {"train.epochs": 2}}
 

@@ -56,7 +56,7 @@ def die_inside_atomic_dir(final: Path) -> None:
     """A real writer killed mid-write: leaves its scratch directory, as kill -9 during write_prepared would."""
     code = textwrap.dedent(f"""
         import os, signal
-        from ragtune.outputs import atomic_dir
+        from ragtune.io.outputs import atomic_dir
         with atomic_dir({str(final)!r}, overwrite=True) as tmp:
             (tmp / "train.parquet").write_bytes(b"torn")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -133,7 +133,7 @@ def test_train_resumes_from_the_last_intact_checkpoint_after_kill_9_and_torn_sav
 
 
 def test_index_killed_at_random_points_leaves_a_servable_repo_and_reindexes_to_one_view(scifact_slice, tmp_path):
-    from ragtune.feast import TAG, open_store, passage_views
+    from ragtune.serving.feast import TAG, open_store, passage_views
 
     repo, cache = tmp_path / "repo", tmp_path / "cache"
     assert subprocess.run([RAGTUNE, "feast", "init", str(repo)], capture_output=True).returncode == 0

@@ -6,8 +6,8 @@ from conftest import REPO, write_beir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ragtune.data import load_dataset
 from ragtune.errors import UserError
+from ragtune.io.data import load_dataset
 
 DOCS = [
     {"_id": "d1", "title": "Alpha", "text": "alpha text"},

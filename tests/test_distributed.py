@@ -11,7 +11,7 @@ import psutil
 import pytest
 from safetensors.torch import load_file
 
-from ragtune.distributed import World, collective_timeout, torchrun_command
+from ragtune.train.distributed import World, collective_timeout, torchrun_command
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
@@ -112,7 +112,7 @@ def test_worker_killed_before_the_first_checkpoint_restarts_fresh(prepared_dir, 
 
 CRASHING_WORKER = """
 import sys, time
-from ragtune.distributed import current_world, init_process_group, on_main_then_shared
+from ragtune.train.distributed import current_world, init_process_group, on_main_then_shared
 world = current_world()
 init_process_group(world, False, 600)
 started = time.monotonic()

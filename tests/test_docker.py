@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from ragtune import config as cfg
-from ragtune.kubeflow import node_host, pod_command, pod_env
+from ragtune.cluster.kubeflow import node_host, pod_command, pod_env
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = os.environ.get("DOCKER", "docker")
@@ -103,7 +103,7 @@ def test_missing_image_is_one_line(engine, tmp_path):
 def test_image_is_non_root_read_only_and_holds_no_secret(image):
     config = json.loads(docker("image", "inspect", image).stdout)[0]["Config"]
     assert config["User"] == f"{UID}:{UID}" and config["Env"].count("HF_HUB_OFFLINE=1") == 1
-    probe = "import ragtune.trainjob, ragtune.progress, kubeflow.trainer; open('/opt/venv/x', 'w')"
+    probe = "import ragtune.cluster.trainjob, ragtune.train.progress, kubeflow.trainer; open('/opt/venv/x', 'w')"
     done = docker("run", "--rm", "--read-only", "--network", "none", image, "python", "-c", probe, check=False)
     assert done.returncode == 1 and "Read-only file system" in done.stderr, done.stderr
     found = docker("run", "--rm", image, "sh", "-c", "ls -A /run/secrets 2>/dev/null; ls /opt/ragtune").stdout
@@ -295,7 +295,7 @@ def test_killed_node_restarts_in_place_and_the_job_resumes_to_the_same_step(node
 
 @pytest.mark.slow
 def test_node_that_never_joins_fails_the_rendezvous(nodes):
-    from ragtune.kubeflow import rendezvous_failure
+    from ragtune.cluster.kubeflow import rendezvous_failure
 
     alone = nodes(job_config(2, "runs/alone", epochs=1), {"PET_RDZV_CONF": "timeout=15"})
     alone.start(0)

@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
 from ragtune import config as cfg
-from ragtune.data import load_dataset
-from ragtune.embeddings import encode
 from ragtune.errors import UserError
-from ragtune.evaluate import evaluate
-from ragtune.metrics import METRICS, dense_rankings, retrieval_metrics
+from ragtune.evaluate.run import evaluate
+from ragtune.io.data import load_dataset
+from ragtune.retrieval.embeddings import encode
+from ragtune.retrieval.metrics import METRICS, dense_rankings, retrieval_metrics
 
 
 @pytest.mark.slow

@@ -12,14 +12,14 @@ import yaml
 
 from ragtune import api, cli
 from ragtune import config as cfg
-from ragtune import feast as rf
 from ragtune.config import ModelConfig
-from ragtune.data import load_dataset
-from ragtune.embeddings import encode, top_k
 from ragtune.errors import UserError
-from ragtune.evaluate import evaluate
-from ragtune.models import resolve_model
-from ragtune.prepare import input_timestamp
+from ragtune.evaluate.run import evaluate
+from ragtune.io.data import load_dataset
+from ragtune.prepare.run import input_timestamp
+from ragtune.retrieval.embeddings import encode, top_k
+from ragtune.retrieval.models import resolve_model
+from ragtune.serving import feast as rf
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 
-from ragtune.embeddings import encode
-from ragtune.heldout import HeldOutEvaluator
-from ragtune.prepared import Prepared
+from ragtune.io.prepared import Prepared
+from ragtune.retrieval.embeddings import encode
+from ragtune.train.heldout import HeldOutEvaluator
 
 DOCUMENTS = [
     "Vitamin D lowers fracture risk. The trial ran for two years in twelve hospitals.",

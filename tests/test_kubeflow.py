@@ -16,8 +16,8 @@ import yaml
 
 from ragtune import cli
 from ragtune import config as cfg
+from ragtune.cluster.kubeflow import job_args, pod_command
 from ragtune.errors import UserError
-from ragtune.kubeflow import job_args, pod_command
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-from ragtune.data import load_dataset
-from ragtune.embeddings import encode
-from ragtune.mining import MiningParams, mine, random_negatives
+from ragtune.io.data import load_dataset
+from ragtune.negatives.mining import MiningParams, mine, random_negatives
+from ragtune.retrieval.embeddings import encode
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ragtune.mining import MiningParams, mine
+from ragtune.negatives.mining import MiningParams, mine
 
 
 def unit(vectors) -> np.ndarray:

@@ -1,7 +1,7 @@
 import pytest
 
 from ragtune.errors import UserError
-from ragtune.models import model_fingerprint, resolve_model
+from ragtune.retrieval.models import model_fingerprint, resolve_model
 
 
 @pytest.mark.parametrize("name", ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"])

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 from test_mining_rules import corpus_at
 
-from ragtune.mining import MiningParams
-from ragtune.negatives import NegativeStore
+from ragtune.negatives.mining import MiningParams
+from ragtune.negatives.store import NegativeStore
 
 GUARD = MiningParams(range_min=0, range_max=10, min_score=0.0, relative_margin=1.0, num_negatives=99)
 

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from ragtune.embeddings import ENCODE_CHUNK, encode
-from ragtune.models import load_model
-from ragtune.onnx_backend import onnx_encoder, weights_digest
+from ragtune.retrieval.embeddings import ENCODE_CHUNK, encode
+from ragtune.retrieval.models import load_model
+from ragtune.retrieval.onnx_backend import onnx_encoder, weights_digest
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.checkpoints import run_lock
 from ragtune.errors import UserError
-from ragtune.outputs import MARKER, atomic_dir, guard_file_output, guard_output, mark
+from ragtune.io.outputs import MARKER, atomic_dir, guard_file_output, guard_output, mark
+from ragtune.train.checkpoints import run_lock
 
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
 
@@ -121,7 +121,7 @@ def test_the_run_lock_names_its_holder_and_a_killed_holder_is_taken_over(tmp_pat
     run = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from ragtune.checkpoints import run_lock
+        from ragtune.train.checkpoints import run_lock
         with run_lock({str(run)!r}):
             print("held", flush=True)
             time.sleep(600)

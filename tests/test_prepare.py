@@ -5,9 +5,9 @@ import pytest
 from conftest import write_beir
 
 from ragtune import config as cfg
-from ragtune.data import load_dataset
 from ragtune.errors import UserError
-from ragtune.prepare import SAMPLE_COLUMNS, prepare, split_queries
+from ragtune.io.data import load_dataset
+from ragtune.prepare.run import SAMPLE_COLUMNS, prepare, split_queries
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = cfg.load(None, {"model.device": "cpu", "mining.range_min": 0, "mining.range_max": 30, "mining.min_score": 0.2,
@@ -101,7 +101,7 @@ def test_passages_only_held_out_queries_are_labelled_synthetic(tmp_path):
 
 
 def test_eval_data_must_judge_the_same_corpus(tmp_path):
-    from ragtune.prepare import load_eval_data
+    from ragtune.prepare.run import load_eval_data
 
     docs = [{"_id": "d0", "title": "t", "text": "x"}]
     root = write_beir(tmp_path / "e", docs + [{"_id": "other", "text": "y"}], [{"_id": "r", "text": "q"}],

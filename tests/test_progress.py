@@ -17,9 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import test_kubeflow
 
-from ragtune.distributed import World
-from ragtune.kubeflow import TRAINER_ENV
-from ragtune.progress import SERVER_URL, trainjob_progress_callback
+from ragtune.cluster.kubeflow import TRAINER_ENV
+from ragtune.train.distributed import World
+from ragtune.train.progress import SERVER_URL, trainjob_progress_callback
 
 cluster = test_kubeflow.cluster  # the fixture: the real kube-apiserver that .ci/run starts
 STATUS_PATH = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/default/trainjobs/job/status"
@@ -94,7 +94,7 @@ def test_rank_zero_reports_progress_eta_and_ndcg_throttled(status_server, prepar
     from conftest import train_config
     from transformers import TrainerCallback
 
-    from ragtune.train import train
+    from ragtune.train.run import train
 
     class OneSecondSteps(TrainerCallback):
         """A step as slow as a real one, so the run outlasts the SDK's 5 s throttle on any machine."""

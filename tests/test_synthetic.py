@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from ragtune.errors import UserError
-from ragtune.synthetic import (
+from ragtune.zero_label.synthetic import (
     SyntheticSpec,
     content_words,
     generate_queries,

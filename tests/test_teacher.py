@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from ragtune.errors import UserError
-from ragtune.teacher import (
+from ragtune.zero_label.teacher import (
     Bm25,
     CrossEncoderTeacher,
     FusionTeacher,
@@ -158,7 +158,7 @@ def cross_encoder_dir(tmp_path_factory):
     path, never its quality), saved as transformers saves one."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ragtune.models import resolve_model
+    from ragtune.retrieval.models import resolve_model
 
     directory = tmp_path_factory.mktemp("cross-encoder")
     base = resolve_model("all-MiniLM-L6-v2")
@@ -168,7 +168,7 @@ def cross_encoder_dir(tmp_path_factory):
 
 
 def test_a_path_that_is_no_cross_encoder_is_one_line(tmp_path):
-    from ragtune.models import resolve_model
+    from ragtune.retrieval.models import resolve_model
 
     with pytest.raises(UserError, match="no readable config.json"):
         CrossEncoderTeacher.load_model(str(tmp_path / "nowhere"), "cpu")

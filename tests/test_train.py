@@ -21,8 +21,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from ragtune import api
 from ragtune import config as cfg
 from ragtune.errors import UserError
-from ragtune.models import load_model, resolve_model
-from ragtune.train import train
+from ragtune.retrieval.models import load_model, resolve_model
+from ragtune.train.run import train
 
 pytestmark = pytest.mark.slow
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
@@ -207,8 +207,8 @@ def test_tensorboard_command_binds_loopback(finished_run):
 
 def test_final_model_embeddings_in_cache_match_a_fresh_encode(finished_run, prepared_dir):
     """The embeddings kept from the best evaluation are the saved model's: evaluate may reuse them."""
-    from ragtune.embeddings import corpus_cache_path, encode
-    from ragtune.models import model_fingerprint
+    from ragtune.retrieval.embeddings import corpus_cache_path, encode
+    from ragtune.retrieval.models import model_fingerprint
 
     _, run_dir = finished_run
     model = load_model(str(run_dir / "model"), "cpu")
@@ -263,9 +263,9 @@ def test_passages_only_data_trains_on_teacher_margins(tmp_path, prepared_dir):
 
 def test_wise_average_is_measured_and_ships_when_it_beats_the_epoch(prepared_dir, tmp_path, capsys):
     """A broken epoch (lr 3e-2, kept with --keep-worse) against two averages: the one near the base wins and ships."""
-    from ragtune.averaging import averaged_state
-    from ragtune.heldout import HeldOutEvaluator
-    from ragtune.prepared import Prepared
+    from ragtune.io.prepared import Prepared
+    from ragtune.train.averaging import averaged_state
+    from ragtune.train.heldout import HeldOutEvaluator
 
     result = api.train(train_config(prepared_dir, tmp_path / "wise", train__epochs=1, train__learning_rate=3e-2,
                                     train__hard_negative_update_frequency=0, train__keep_worse=True,

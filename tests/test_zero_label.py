@@ -8,10 +8,10 @@ import pytest
 from test_mining_rules import corpus_at
 
 from ragtune import config as cfg
-from ragtune.data import Dataset, document_text
 from ragtune.errors import UserError
-from ragtune.teacher import FusionTeacher
-from ragtune.zero_label import TeacherCheck, synthetic_dataset
+from ragtune.io.data import Dataset, document_text
+from ragtune.zero_label.pipeline import TeacherCheck, synthetic_dataset
+from ragtune.zero_label.teacher import FusionTeacher
 
 SENTENCES = [
     "Vitamin D supplements reduce the risk of hip fractures in older adults.",

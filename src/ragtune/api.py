@@ -18,8 +18,8 @@ def check_outputs(
     """ragtune.outputs' rules for a stage's output, before anything is read: never over an input,
     never an existing one without `overwrite`, never one ragtune did not write; the cache writable.
     A resumed run (and every torchrun worker but rank 0) leaves the existing run to plan_start."""
-    from ragtune.distributed import current_world, elastic_restart
-    from ragtune.outputs import check_output_path, check_writable, default_cache_dir, guard_output
+    from ragtune.io.outputs import check_output_path, check_writable, default_cache_dir, guard_output
+    from ragtune.train.distributed import current_world, elastic_restart
 
     section, key = OUTPUT_FIELDS[stage].split(".")
     output = getattr(getattr(config, section), key)
@@ -35,20 +35,20 @@ def check_outputs(
 def prepare(config: cfg.Config, overwrite: bool = False, config_file: Path | None = None) -> Path:
     """Training samples, held-out split, corpus and mining audit in `config.data.output`."""
     check_outputs(config, "prepare", overwrite, config_file)
-    from ragtune.data import Dataset, load_dataset
-    from ragtune.models import resolve_model
+    from ragtune.io.data import Dataset, load_dataset
+    from ragtune.retrieval.models import resolve_model
 
     d = config.data
     output = Path(d.output)
     if d.from_feast:
-        from ragtune.feast import dataset_from_feast
+        from ragtune.serving.feast import dataset_from_feast
 
         dataset, timestamp, view = dataset_from_feast(Path(d.from_feast), d.path, d.max_text_chars)
     else:
         dataset = load_dataset(d.path, d.max_text_chars)  # bad input is answered before torch is imported
     resolve_model(config.model.name)
-    from ragtune import prepare as stage
-    from ragtune.outputs import atomic_dir
+    from ragtune.io.outputs import atomic_dir
+    from ragtune.prepare import run as stage
 
     if not d.from_feast:
         timestamp = stage.input_timestamp(Path(d.path))
@@ -69,17 +69,17 @@ def evaluate(
 ) -> dict[str, dict[str, float]]:
     """Metrics of each model (and BM25) on one qrels split, with metrics.json/.md/.png."""
     check_outputs(config, "evaluate", overwrite, config_file)
-    from ragtune.data import load_dataset
+    from ragtune.io.data import load_dataset
 
     e, m = config.eval, config.model
     output = Path(e.output)
     dataset = load_dataset(config.data.path, config.data.max_text_chars)  # answered before torch is imported
-    from ragtune import evaluate as stage
-    from ragtune.outputs import atomic_dir
+    from ragtune.evaluate import run as stage
+    from ragtune.io.outputs import atomic_dir
 
     results = stage.evaluate(dataset, e, m)
     if e.via_feast:  # the model is the one the repo serves; its rankings come from the online store
-        from ragtune.feast import evaluate_via_feast
+        from ragtune.serving.feast import evaluate_via_feast
 
         results |= evaluate_via_feast(
             dataset, Path(e.via_feast), split=e.split, models=e.models, device=m.device,
@@ -104,12 +104,12 @@ def train(
 ):
     """Fine-tune on a prepared directory; writes model/, metrics.json, config.yaml, tensorboard/."""
     check_outputs(config, "train", overwrite, config_file, resume)
-    from ragtune.models import resolve_model
-    from ragtune.prepared import resolve
+    from ragtune.io.prepared import resolve
+    from ragtune.retrieval.models import resolve_model
 
     resolve(Path(config.train.prepared))  # answered before torch is imported
     resolve_model(config.model.name)
-    from ragtune import train as stage
+    from ragtune.train import run as stage
 
     result = stage.train(config, resume=resume, overwrite=overwrite, callbacks=callbacks)
     stage.print_summary(result, config)
@@ -120,7 +120,7 @@ def report(run_dir: Path, eval_dir: Path | None = None, output: Path | None = No
     """One self-contained HTML page for a run (default RUN_DIR/report.html, replaced on every call);
     `eval_dir` adds BM25/test metrics. Any other `output` obeys ragtune.outputs' rules for a file."""
     from ragtune import report as stage
-    from ragtune.outputs import guard_file_output, write_text
+    from ragtune.io.outputs import guard_file_output, write_text
 
     default = Path(run_dir) / "report.html"
     if output is not None and Path(output).resolve() != default.resolve():
@@ -134,7 +134,7 @@ def report(run_dir: Path, eval_dir: Path | None = None, output: Path | None = No
 
 
 def _job_backend(config: cfg.Config):
-    from ragtune.kubeflow import backend_for
+    from ragtune.cluster.kubeflow import backend_for
 
     return backend_for(config.kubeflow)
 
@@ -182,7 +182,7 @@ def delete(config: cfg.Config, name: str) -> None:
 
 def feast_init(config: cfg.Config, overwrite: bool = False) -> Path:
     """A Feast feature repo in `config.feast.repo`: Milvus Lite online store, duckdb over parquet offline."""
-    from ragtune import feast as stage
+    from ragtune.serving import feast as stage
 
     f = config.feast
     repo = stage.init_repo(Path(f.repo), f.embedding_dim, f.online_path, overwrite)
@@ -193,12 +193,12 @@ def feast_init(config: cfg.Config, overwrite: bool = False) -> Path:
 
 def index(config: cfg.Config, force: bool = False):
     """Encode `data.path` with `model.name` into a new passages view of the repo; the old view goes."""
-    from ragtune.data import load_corpus
+    from ragtune.io.data import load_corpus
 
     d, repo = config.data, Path(config.feast.repo)
     corpus = load_corpus(d.path, d.max_text_chars)  # a wrong corpus is answered before torch and Feast load
-    from ragtune import feast as stage
-    from ragtune.prepare import input_timestamp
+    from ragtune.prepare.run import input_timestamp
+    from ragtune.serving import feast as stage
 
     stage.open_store(repo)
     result = stage.index(repo, corpus, config.model, input_timestamp(Path(d.path)), force)
@@ -217,7 +217,7 @@ def search(config: cfg.Config, question: str, model: str | None = None):
         raise UserError("search: the question holds bytes that are not UTF-8; pass it as UTF-8 text") from None
     if not question.strip():
         raise UserError("search: the question is empty; pass the text to search for")
-    from ragtune import feast as stage
+    from ragtune.serving import feast as stage
 
     m = config.model
     retriever = stage.Retriever(Path(config.feast.repo), model, m.device, m.encode_batch_size)

@@ -203,9 +203,9 @@ def _without_launcher_flags(argv: list[str]) -> list[str]:
 
 def launch_workers(config: cfg.Config, args: argparse.Namespace, argv: list[str]) -> int:
     """Check what a user can get wrong here, once, before torchrun starts N workers that would each fail."""
-    from ragtune.distributed import launch
-    from ragtune.models import resolve_model
-    from ragtune.prepared import Prepared
+    from ragtune.io.prepared import Prepared
+    from ragtune.retrieval.models import resolve_model
+    from ragtune.train.distributed import launch
 
     api.check_outputs(config, "train", args.overwrite, args.config, args.resume)
     Prepared.load(Path(config.train.prepared))

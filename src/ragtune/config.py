@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from ragtune.errors import UserError
-from ragtune.losses import AUTO, LOSSES
+from ragtune.train.losses import AUTO, LOSSES
 
 
 def _option(default: Any, help: str, flag: str | None = None, path: bool = False) -> Any:

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from ragtune.errors import UserError
-from ragtune.metrics import PRIMARY_METRIC
+from ragtune.retrieval.metrics import PRIMARY_METRIC
 
 CURVES = {
     "train/loss": "Training loss",

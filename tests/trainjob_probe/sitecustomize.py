@@ -12,7 +12,7 @@ if "LOCAL_RANK" in os.environ and os.environ.get("RAGTUNE_PROBE_DIR"):
     from safetensors.torch import save_file
     from transformers import TrainerCallback
 
-    import ragtune.train as stage
+    import ragtune.train.run as stage
 
     out = Path(os.environ["RAGTUNE_PROBE_DIR"])
     rank = int(os.environ["RANK"])

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ragtune.embeddings import top_k
+from ragtune.retrieval.embeddings import top_k
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ragtune import console
-from ragtune.outputs import atomic_path, default_cache_dir
+from ragtune.io.outputs import atomic_path, default_cache_dir
 
 ENCODE_CHUNK = 512  # passages per encode call: bounds memory and gives the progress bar a pulse
 
@@ -35,7 +35,7 @@ def encode(
     encode_fn = model.encode_document if kind == "document" else model.encode_query
     fast = None
     if getattr(model, "ragtune_backend", "torch") == "onnx" and len(texts) >= ENCODE_CHUNK:
-        from ragtune.onnx_backend import onnx_encoder
+        from ragtune.retrieval.onnx_backend import onnx_encoder
 
         fast = onnx_encoder(model)  # small encodes stay in PyTorch: an export costs seconds
     order = np.argsort([-len(text) for text in texts], kind="stable")

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 
 from ragtune.config import SyntheticConfig
-from ragtune.data import Dataset, Qrels
 from ragtune.errors import UserError
-from ragtune.llm import LLMSpec, write_queries
-from ragtune.outputs import default_cache_dir
-from ragtune.synthetic import SyntheticSpec, generate_queries, shares, split_title
-from ragtune.teacher import (
+from ragtune.io.data import Dataset, Qrels
+from ragtune.io.outputs import default_cache_dir
+from ragtune.zero_label.llm import LLMSpec, write_queries
+from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries, shares, split_title
+from ragtune.zero_label.teacher import (
     FusionTeacher,
     choose_teacher,
     evidence_documents,
@@ -94,7 +94,7 @@ def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int, cache_dir
 
 def choose(encoder, synthetic: SyntheticInput, corpus_embeddings: np.ndarray, batch_size: int):
     """The teacher's BM25 weight from the held-out queries, ranked over the corpus with their sentences cut out."""
-    from ragtune.embeddings import encode
+    from ragtune.retrieval.embeddings import encode
 
     corpus = synthetic.dataset.corpus
     documents, rows = evidence_documents(corpus["document"].tolist(), corpus["id"].tolist(), synthetic.evidence)
@@ -123,7 +123,7 @@ class TeacherCheck:
     @classmethod
     def build(cls, teacher, encoder, queries, query_embeddings, pairs, positives, documents, corpus_embeddings,
               batch_size: int) -> TeacherCheck:  # fmt: skip
-        from ragtune.embeddings import encode
+        from ragtune.retrieval.embeddings import encode
 
         rows = np.array([p for _, p in pairs], dtype=np.int64)
         embeddings = corpus_embeddings[rows].copy()

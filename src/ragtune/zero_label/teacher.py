@@ -23,8 +23,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ragtune.errors import UserError
-from ragtune.metrics import PRIMARY_METRIC
-from ragtune.synthetic import SyntheticSpec, generate_queries
+from ragtune.retrieval.metrics import PRIMARY_METRIC
+from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries
 
 BM25_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 QUERY_CHUNK = 256
@@ -257,7 +257,7 @@ class CrossEncoderTeacher:
         import torch
         from sentence_transformers import CrossEncoder
 
-        from ragtune.models import pick_device
+        from ragtune.retrieval.models import pick_device
 
         where = f"synthetic.cross_encoder {path}"
         config = Path(path) / "config.json"

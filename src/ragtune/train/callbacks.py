@@ -19,13 +19,13 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from ragtune import console
-from ragtune.checkpoints import seal
-from ragtune.distributed import World, barrier, broadcast_from_main
-from ragtune.embeddings import encode
-from ragtune.heldout import HeldOutEvaluator, max_length
-from ragtune.metrics import METRICS, PRIMARY_METRIC
-from ragtune.mining import MiningParams
-from ragtune.negatives import NegativeStore
+from ragtune.negatives.mining import MiningParams
+from ragtune.negatives.store import NegativeStore
+from ragtune.retrieval.embeddings import encode
+from ragtune.retrieval.metrics import METRICS, PRIMARY_METRIC
+from ragtune.train.checkpoints import seal
+from ragtune.train.distributed import World, barrier, broadcast_from_main
+from ragtune.train.heldout import HeldOutEvaluator, max_length
 
 SEED_TAGS = {"new_pairs_added": "Hard_Negatives/New_Pairs_Added", "dataset_size": "Dataset/Total_Size"}
 

@@ -23,9 +23,9 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-from ragtune.data import Dataset, document_text, titles_as_queries
 from ragtune.errors import UserError
-from ragtune.metrics import CUTOFF, PRIMARY_METRIC, Rankings
+from ragtune.io.data import Dataset, document_text, titles_as_queries
+from ragtune.retrieval.metrics import CUTOFF, PRIMARY_METRIC, Rankings
 
 ENTITY = "passage_id"
 ID_FEATURE = "doc_id"  # the id again as a plain feature: the entity column of a vector search is misaligned
@@ -240,9 +240,9 @@ def index(directory: Path, corpus: pd.DataFrame, model_config, timestamp: dateti
     store), then switch over."""
     import time
 
-    from ragtune.embeddings import encode_corpus_cached
-    from ragtune.models import BUNDLED_NAMES, cache_dir, load_model, model_fingerprint, resolve_model
-    from ragtune.outputs import atomic_path
+    from ragtune.io.outputs import atomic_path
+    from ragtune.retrieval.embeddings import encode_corpus_cached
+    from ragtune.retrieval.models import BUNDLED_NAMES, cache_dir, load_model, model_fingerprint, resolve_model
 
     started = time.perf_counter()
     directory = Path(directory)
@@ -311,7 +311,7 @@ class Retriever:
     """
 
     def __init__(self, repo: str | Path, model: str | None = None, device: str = "auto", encode_batch_size: int = 64):
-        from ragtune.models import load_model, model_fingerprint, resolve_model
+        from ragtune.retrieval.models import load_model, model_fingerprint, resolve_model
 
         self.repo = Path(repo)
         self.store = open_store(self.repo)
@@ -336,7 +336,7 @@ class Retriever:
         self.features = [f"{self.view.name}:{name}" for name in [ID_FEATURE, "title", "text", "embedding"]]
 
     def encode(self, questions: list[str]) -> np.ndarray:
-        from ragtune.embeddings import encode
+        from ragtune.retrieval.embeddings import encode
 
         return encode(self.model, questions, self.encode_batch_size, "query", "encode queries")
 
@@ -393,8 +393,8 @@ def evaluate_via_feast(
     dataset: Dataset, repo: Path, *, split: str, models: list[str], device: str, encode_batch_size: int
 ) -> dict[str, dict[str, float]]:
     """The IR metrics of what the repo serves, on the dataset's queries and qrels."""
-    from ragtune.evaluate import evaluation_qrels
-    from ragtune.metrics import retrieval_metrics
+    from ragtune.io.data import evaluation_qrels
+    from ragtune.retrieval.metrics import retrieval_metrics
 
     if len(models) > 1:
         raise UserError("--via-feast evaluates the repo's one indexed model; pass at most one --model")
@@ -438,7 +438,7 @@ def historical_corpus(repo: Path, as_of: datetime | None = None) -> tuple[pd.Dat
 
 def dataset_from_feast(repo: Path, data_path: str, max_chars: int) -> tuple[Dataset, datetime, str]:
     """Passages from the offline store; queries and qrels from `data_path` (BEIR), or titles as queries."""
-    from ragtune.data import load_dataset
+    from ragtune.io.data import load_dataset
 
     corpus, valid_from, view = historical_corpus(Path(repo))
     if not data_path:

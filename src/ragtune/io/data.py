@@ -310,3 +310,14 @@ def load_corpus(path: str, max_chars: int) -> pd.DataFrame:
     if prepared.is_file():
         return pd.read_parquet(prepared)
     return load_dataset(path, max_chars).corpus
+
+
+def evaluation_qrels(dataset: Dataset, split: str) -> Qrels:
+    """The judged queries of a split that count: those with a relevant passage (score > 0)."""
+    if split not in dataset.qrels:
+        known = ", ".join(sorted(dataset.qrels)) or "none"
+        raise UserError(f"split '{split}': no qrels/{split}.tsv in the data (splits found: {known}); pass --split")
+    qrels = dataset.positives(split)
+    if not qrels:
+        raise UserError(f"split '{split}': no query has a relevant document (score > 0); check qrels/{split}.tsv")
+    return qrels

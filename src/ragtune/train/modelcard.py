@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from ragtune import config as cfg
-from ragtune.metrics import METRICS
-from ragtune.models import BUNDLED_NAMES
+from ragtune.retrieval.metrics import METRICS
+from ragtune.retrieval.models import BUNDLED_NAMES
 
 HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 INSERT_BEFORE = "## Training Details"

@@ -20,7 +20,7 @@ def train_job(config: dict, workdir: str = "") -> None:
 
     from ragtune import config as cfg
     from ragtune.errors import UserError
-    from ragtune.train import print_summary, train
+    from ragtune.train.run import print_summary, train
 
     try:
         settings = cfg.from_dict(config, "job config")

@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ragtune import config as cfg
+from ragtune.cluster.trainjob import train_job
 from ragtune.errors import UserError
-from ragtune.outputs import write_json
-from ragtune.progress import import_sdk
-from ragtune.trainjob import train_job
+from ragtune.io.outputs import write_json
+from ragtune.train.progress import import_sdk
 
 SETUP_HINT = "scripts/setup-kind.sh"
 RUNTIME_HINT = "kubectl apply -f deploy/runtime.yaml"
@@ -38,7 +38,7 @@ JOB_LABELS = {"app.kubernetes.io/name": "ragtune", "app.kubernetes.io/component"
 # The SDK pastes func_args into an unquoted bash here-document; these characters would be expanded.
 SHELL_EXPANDED = ("$", "`", "\\")
 # The TrainJob's own env: no model hub; and transformers' KubeflowCallback off, which it would otherwise
-# add by itself in a TrainJob (even with report_to="none"): ragtune.progress is the one reporter.
+# add by itself in a TrainJob (even with report_to="none"): ragtune.train.progress is the one reporter.
 TRAINER_ENV = {"HF_HUB_OFFLINE": "1", "DISABLE_KUBEFLOW_INTEGRATION": "TRUE"}
 # What Kubeflow Trainer v2.3's torch plugin (pkg/runtime/framework/plugins/torch/torch.go) gives the
 # trainer container: torchrun reads PET_* as its flags. The master is node 0's pod, reached through
@@ -145,7 +145,7 @@ def rendezvous_failure(log: str) -> str | None:
 def backend_for(settings: cfg.KubeflowConfig) -> ClusterJobs | LocalJobs:
     import_sdk()
     if settings.backend == "local":
-        from ragtune.outputs import default_cache_dir
+        from ragtune.io.outputs import default_cache_dir
 
         return LocalJobs(default_cache_dir() / "jobs")
     return ClusterJobs(settings)
@@ -298,7 +298,7 @@ class ClusterJobs:
 
 
 def _info(job, trainer_status: dict | None = None) -> JobInfo:
-    """The SDK's TrainJob, with what rank 0 last reported (ragtune.progress) in the status and one line more."""
+    """The SDK's TrainJob, with what rank 0 last reported (ragtune.train.progress) in the status and one line more."""
     info = JobInfo(
         name=job.name, status=job.status, runtime=job.runtime.name, num_nodes=job.num_nodes,
         created=job.creation_timestamp.isoformat(timespec="seconds"),

@@ -12,7 +12,7 @@ import os
 import time
 import warnings
 
-from ragtune.metrics import PRIMARY_METRIC
+from ragtune.retrieval.metrics import PRIMARY_METRIC
 
 SERVER_URL = "KUBEFLOW_TRAINER_SERVER_URL"
 MIN_INTERVAL = 5.0  # the SDK drops calls sooner than this after its last successful one

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from ragtune.data import Qrels
-from ragtune.embeddings import top_k
+from ragtune.io.data import Qrels
+from ragtune.retrieval.embeddings import top_k
 
 CUTOFF = 100  # deepest rank any metric looks at
 METRICS = ["ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"]

@@ -19,10 +19,25 @@ import numpy as np
 
 from ragtune import config as cfg
 from ragtune import console
-from ragtune.averaging import choose_average
-from ragtune.callbacks import Duties, RagtuneCallback, RunState, TrainingBar
-from ragtune.checkpoints import STATE_FILE, plan_start, run_lock
-from ragtune.distributed import (
+from ragtune.errors import UserError
+from ragtune.io.outputs import atomic_dir, swap_in, write_json, write_text
+from ragtune.io.prepared import Prepared, data_fingerprint, held_out_label
+from ragtune.negatives.mining import MiningParams
+from ragtune.negatives.store import NegativeStore
+from ragtune.retrieval.embeddings import store_corpus_embeddings
+from ragtune.retrieval.metrics import METRICS, PRIMARY_METRIC
+from ragtune.retrieval.models import (
+    cache_dir,
+    load_model,
+    model_fingerprint,
+    pick_device,
+    position_limit,
+    resolve_model,
+)
+from ragtune.train.averaging import choose_average
+from ragtune.train.callbacks import Duties, RagtuneCallback, RunState, TrainingBar
+from ragtune.train.checkpoints import STATE_FILE, plan_start, run_lock
+from ragtune.train.distributed import (
     backend,
     collective_timeout,
     configure_logging,
@@ -33,18 +48,10 @@ from ragtune.distributed import (
     main_process_saves,
     on_main_then_shared,
 )
-from ragtune.embeddings import store_corpus_embeddings
-from ragtune.errors import UserError
-from ragtune.heldout import HeldOutEvaluator, max_length
-from ragtune.losses import LABELLED_PAIRS, LOSSES, MARGINS, resolve_loss
-from ragtune.metrics import METRICS, PRIMARY_METRIC
-from ragtune.mining import MiningParams
-from ragtune.modelcard import fill_card_data, write_model_card
-from ragtune.models import cache_dir, load_model, model_fingerprint, pick_device, position_limit, resolve_model
-from ragtune.negatives import NegativeStore
-from ragtune.outputs import atomic_dir, swap_in, write_json, write_text
-from ragtune.prepared import Prepared, data_fingerprint, held_out_label
-from ragtune.progress import trainjob_progress_callback
+from ragtune.train.heldout import HeldOutEvaluator, max_length
+from ragtune.train.losses import LABELLED_PAIRS, LOSSES, MARGINS, resolve_loss
+from ragtune.train.modelcard import fill_card_data, write_model_card
+from ragtune.train.progress import trainjob_progress_callback
 
 
 @dataclass

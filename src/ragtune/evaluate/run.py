@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ragtune.data import Dataset, Qrels
-from ragtune.embeddings import encode, encode_corpus_cached
 from ragtune.errors import UserError
-from ragtune.metrics import CUTOFF, METRICS, Rankings, dense_rankings, retrieval_metrics
-from ragtune.models import load_model, model_fingerprint, resolve_model
+from ragtune.io.data import Dataset, evaluation_qrels
+from ragtune.retrieval.embeddings import encode, encode_corpus_cached
+from ragtune.retrieval.metrics import CUTOFF, METRICS, Rankings, dense_rankings, retrieval_metrics
+from ragtune.retrieval.models import load_model, model_fingerprint, resolve_model
 
 
 def bm25_rankings(queries: list[str], query_ids: list[str], documents: list[str], doc_ids: list[str]) -> Rankings:
@@ -30,16 +30,6 @@ def bm25_rankings(queries: list[str], query_ids: list[str], documents: list[str]
         qid: [(doc_ids[i], float(s)) for i, s in zip(row_idx, row_scores) if s > 0]
         for qid, row_idx, row_scores in zip(query_ids, indices, scores)
     }
-
-
-def evaluation_qrels(dataset: Dataset, split: str) -> Qrels:
-    if split not in dataset.qrels:
-        known = ", ".join(sorted(dataset.qrels)) or "none"
-        raise UserError(f"split '{split}': no qrels/{split}.tsv in the data (splits found: {known}); pass --split")
-    qrels = dataset.positives(split)
-    if not qrels:
-        raise UserError(f"split '{split}': no query has a relevant document (score > 0); check qrels/{split}.tsv")
-    return qrels
 
 
 def teacher_of(prepared_dir: str) -> dict:
@@ -63,7 +53,7 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
     """Metrics per system on split `e.split`: baselines first, then each model of the `eval:` section, in order.
 
     The teacher row ranks with the first model (the base) fused with BM25, as `prepare` chose it."""
-    from ragtune.models import cache_dir
+    from ragtune.retrieval.models import cache_dir
 
     qrels = evaluation_qrels(dataset, e.split)
     query_ids = sorted(qrels)
@@ -75,7 +65,7 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
     teacher = teacher_of(e.teacher_of) if "teacher" in e.baselines else None
     cross_encoder = None
     if teacher and "cross_encoder" in teacher:
-        from ragtune.teacher import CrossEncoderTeacher
+        from ragtune.zero_label.teacher import CrossEncoderTeacher
 
         cross_encoder = CrossEncoderTeacher.load_model(teacher["cross_encoder"], model.device)
     models = [] if e.via_feast else e.models or [model.name]
@@ -89,7 +79,7 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
         corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
         query_emb = encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")
         if index == 0 and teacher is not None:
-            from ragtune.teacher import RERANK_DEPTH, CrossEncoderTeacher, FusionTeacher, teacher_name
+            from ragtune.zero_label.teacher import RERANK_DEPTH, CrossEncoderTeacher, FusionTeacher, teacher_name
 
             if cross_encoder is not None:
                 ranker = CrossEncoderTeacher(cross_encoder, documents, corpus_emb, model.encode_batch_size)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragtune.errors import UserError
-from ragtune.outputs import MARKER, directory_checksums, mark, write_json, written_by_ragtune
+from ragtune.io.outputs import MARKER, directory_checksums, mark, write_json, written_by_ragtune
 
 STATE_FILE = "ragtune_state.json"
 CHECKSUM_FILE = "ragtune_checksums.json"

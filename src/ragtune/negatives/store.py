@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ragtune.errors import UserError
-from ragtune.mining import MiningAudit, MiningParams, draw_random_negative, mine
+from ragtune.negatives.mining import MiningAudit, MiningParams, draw_random_negative, mine
 
 
 class NegativeStore:

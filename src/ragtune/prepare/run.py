@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ragtune import zero_label
 from ragtune.config import DataConfig, MiningConfig, ModelConfig, SyntheticConfig
-from ragtune.data import Dataset, Qrels
-from ragtune.embeddings import encode, encode_corpus_cached
 from ragtune.errors import UserError
-from ragtune.mining import MiningAudit, MiningParams, mine, random_negatives
-from ragtune.models import cache_dir, load_model, model_fingerprint, resolve_model
-from ragtune.prepared import Prepared
-from ragtune.teacher import CrossEncoderTeacher, FusionTeacher
+from ragtune.io.data import Dataset, Qrels
+from ragtune.io.prepared import Prepared
+from ragtune.negatives.mining import MiningAudit, MiningParams, mine, random_negatives
+from ragtune.retrieval.embeddings import encode, encode_corpus_cached
+from ragtune.retrieval.models import cache_dir, load_model, model_fingerprint, resolve_model
+from ragtune.zero_label import pipeline as zero_label
+from ragtune.zero_label.teacher import CrossEncoderTeacher, FusionTeacher
 
 SAMPLE_COLUMNS = [
     "training_sample_id", "event_timestamp", "kind", "anchor_id", "anchor",
@@ -73,8 +73,7 @@ def split_queries(dataset: Dataset, eval_fraction: float, seed: int, real: Datas
 
 def load_eval_data(data: DataConfig, corpus: pd.DataFrame) -> Dataset | None:
     """--eval-data: real queries and qrels over this corpus, checked before any slow work."""
-    from ragtune.data import load_dataset
-    from ragtune.evaluate import evaluation_qrels
+    from ragtune.io.data import evaluation_qrels, load_dataset
 
     if not data.eval_data:
         return None

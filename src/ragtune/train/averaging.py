@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ragtune.metrics import PRIMARY_METRIC
+from ragtune.retrieval.metrics import PRIMARY_METRIC
 
 
 def averaged_state(tuned: dict, base: dict, alpha: float) -> dict:

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from sentence_transformers.base.evaluation import BaseEvaluator
 
-from ragtune.embeddings import encode, encode_corpus_cached
-from ragtune.metrics import PRIMARY_METRIC, dense_rankings, retrieval_metrics
-from ragtune.prepared import Prepared
+from ragtune.io.prepared import Prepared
+from ragtune.retrieval.embeddings import encode, encode_corpus_cached
+from ragtune.retrieval.metrics import PRIMARY_METRIC, dense_rankings, retrieval_metrics
 
 
 @contextmanager

@@ -1,0 +1,1 @@
+"""The cluster: Kubeflow Trainer v2 TrainJobs (and a local torchrun backend) that run the train stage."""

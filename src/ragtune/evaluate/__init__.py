@@ -1,0 +1,1 @@
+"""`ragtune evaluate`: exact retrieval metrics of models and baselines on a qrels split."""

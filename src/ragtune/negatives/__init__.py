@@ -1,0 +1,1 @@
+"""Hard negatives: the false-negative guard that mines them and the store that re-mining updates."""

@@ -1,0 +1,1 @@
+"""`ragtune prepare`: training pairs with guarded hard negatives and a held-out split."""

@@ -1,0 +1,1 @@
+"""Encoding and ranking: models, embeddings (torch or onnx), exact top-k and the retrieval metrics."""

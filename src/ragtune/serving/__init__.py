@@ -1,0 +1,1 @@
+"""Serving: the Feast repo, the vector index, search, the Retriever and the RAG loop."""

@@ -1,0 +1,1 @@
+"""Training from passages alone: synthetic queries, LLM-written queries and the teacher."""
