@@ -82,9 +82,13 @@ def evaluate(
         from ragtune.serving.feast import evaluate_via_feast
 
         results |= evaluate_via_feast(
-            dataset, Path(e.via_feast), split=e.split, models=e.models, device=m.device,
+            dataset,
+            Path(e.via_feast),
+            split=e.split,
+            models=e.models,
+            device=m.device,
             encode_batch_size=m.encode_batch_size,
-        )  # fmt: skip
+        )
     table = stage.markdown_table(results)
     with atomic_dir(output, overwrite, "evaluation") as tmp:
         (tmp / "metrics.json").write_text(json.dumps({"split": e.split, "results": results}, indent=2) + "\n")
@@ -143,8 +147,10 @@ def submit(config: cfg.Config) -> str:
     """Send the training config as a Kubeflow TrainJob (or a local torchrun job); returns the job's name."""
     name = _job_backend(config).submit(config)
     k = config.kubeflow
-    print(f"submitted {name} ({k.backend}, {k.num_nodes} node(s)); follow it: ragtune logs {name} --follow"
-          + (" --backend local" if k.backend == "local" else ""))  # fmt: skip
+    print(
+        f"submitted {name} ({k.backend}, {k.num_nodes} node(s)); follow it: ragtune logs {name} --follow"
+        + (" --backend local" if k.backend == "local" else "")
+    )
     return name
 
 
@@ -186,8 +192,10 @@ def feast_init(config: cfg.Config, overwrite: bool = False) -> Path:
 
     f = config.feast
     repo = stage.init_repo(Path(f.repo), f.embedding_dim, f.online_path, overwrite)
-    print(f"Feast repo {repo}: Milvus Lite online store ({f.online_path}, {f.embedding_dim}-dim, FLAT, COSINE), "
-          f"duckdb offline store; next: ragtune index --repo {repo} --data DATA --model MODEL")  # fmt: skip
+    print(
+        f"Feast repo {repo}: Milvus Lite online store ({f.online_path}, {f.embedding_dim}-dim, FLAT, COSINE), "
+        f"duckdb offline store; next: ragtune index --repo {repo} --data DATA --model MODEL"
+    )
     return repo
 
 
@@ -240,15 +248,23 @@ def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[s
     teacher = ["teacher"] if config.data.corpus_only and "teacher" not in config.eval.baselines else []
     config = cfg.replace(
         config,
-        **{"data.path": config.data.path or "data/scifact", "data.output": str(root / "prepared"),
-           "train.prepared": str(root / "prepared"), "train.output": str(root / "run"),
-           "eval.output": str(root / "eval"), "eval.models": [config.model.name, str(root / "run" / "model")],
-           "eval.baselines": [*config.eval.baselines, *teacher], "eval.teacher_of": str(root / "prepared")},
-    )  # fmt: skip
+        **{
+            "data.path": config.data.path or "data/scifact",
+            "data.output": str(root / "prepared"),
+            "train.prepared": str(root / "prepared"),
+            "train.output": str(root / "run"),
+            "eval.output": str(root / "eval"),
+            "eval.models": [config.model.name, str(root / "run" / "model")],
+            "eval.baselines": [*config.eval.baselines, *teacher],
+            "eval.teacher_of": str(root / "prepared"),
+        },
+    )
     prepare(config, overwrite=True)
     train(config, overwrite=True)
     results = evaluate(config, overwrite=True)
     page = report(root / "run", root / "eval")
-    print(f"demo finished in {time.perf_counter() - started:.0f} s; chart: {root / 'eval' / 'metrics.png'}; "
-          f"report: {page}")  # fmt: skip
+    print(
+        f"demo finished in {time.perf_counter() - started:.0f} s; chart: {root / 'eval' / 'metrics.png'}; "
+        f"report: {page}"
+    )
     return results

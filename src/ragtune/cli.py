@@ -58,10 +58,22 @@ def _add_config_flags(parser: argparse.ArgumentParser, patterns: list[str]) -> N
 
 def _add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--quiet", "-q", dest="console", action="store_const", const="quiet",
-                       help="print only warnings, errors and the closing summary")  # fmt: skip
-    group.add_argument("--verbose", "-v", dest="console", action="store_const", const="verbose",
-                       help="also the libraries' logs and the Trainer's raw log lines")  # fmt: skip
+    group.add_argument(
+        "--quiet",
+        "-q",
+        dest="console",
+        action="store_const",
+        const="quiet",
+        help="print only warnings, errors and the closing summary",
+    )
+    group.add_argument(
+        "--verbose",
+        "-v",
+        dest="console",
+        action="store_const",
+        const="verbose",
+        help="also the libraries' logs and the Trainer's raw log lines",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,8 +174,9 @@ def free_port(host: str, port: int) -> int:
             probe.bind((host, port))
             return probe.getsockname()[1]
     except OSError as exc:
-        raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
-                        "pass another --port or --host") from None  # fmt: skip
+        raise UserError(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); pass another --port or --host"
+        ) from None
 
 
 def serve_tensorboard(run: Path, host: str, port: int) -> int:
@@ -172,8 +185,10 @@ def serve_tensorboard(run: Path, host: str, port: int) -> int:
     if not logdir.is_dir():
         raise UserError(f"{run}: not found; pass a run directory written by `ragtune train`")
     port = free_port(host, port)
-    child = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host,
-                              "--port", str(port)], stderr=subprocess.DEVNULL)  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host, "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+    )
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     print(f"TensorBoard for {logdir} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
     try:
@@ -183,8 +198,9 @@ def serve_tensorboard(run: Path, host: str, port: int) -> int:
         child.wait()
         return 130
     if code > 0:
-        raise UserError(f"tensorboard stopped with exit code {code}; run `python -m tensorboard.main --logdir {logdir}`"
-                        " to see why")  # fmt: skip
+        raise UserError(
+            f"tensorboard stopped with exit code {code}; run `python -m tensorboard.main --logdir {logdir}` to see why"
+        )
     return 0
 
 
@@ -212,8 +228,11 @@ def launch_workers(config: cfg.Config, args: argparse.Namespace, argv: list[str]
     resolve_model(config.model.name)
     code = launch(args.nproc, _without_launcher_flags(argv), args.max_restarts)
     if code != 0:
-        print(f"ragtune: error: a training process failed (exit {code}) after {args.max_restarts} restart(s); "
-              "its rank and traceback are in the torchrun log above", file=sys.stderr)  # fmt: skip
+        print(
+            f"ragtune: error: a training process failed (exit {code}) after {args.max_restarts} restart(s); "
+            "its rank and traceback are in the torchrun log above",
+            file=sys.stderr,
+        )
     return code
 
 

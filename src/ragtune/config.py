@@ -111,9 +111,10 @@ class SyntheticConfig:
     )
     passages: int = _option(0, "passages that give training queries, a random sample (0: all); mining uses all")
     llm_endpoint: str = _option(
-        "", "llm generator: base URL of an OpenAI-compatible API (vLLM, Ollama, llama.cpp server …), e.g. "
-        "http://127.0.0.1:8080/v1; a key, if needed, is read from OPENAI_API_KEY"
-    )  # fmt: skip
+        "",
+        "llm generator: base URL of an OpenAI-compatible API (vLLM, Ollama, llama.cpp server …), e.g. "
+        "http://127.0.0.1:8080/v1; a key, if needed, is read from OPENAI_API_KEY",
+    )
     llm_model: str = _option("", "llm generator: the model name the endpoint serves")
     llm_prompt: str = _option(LLM_PROMPT, "llm generator: the prompt; {passage} is replaced by the passage")
     llm_concurrency: int = _option(4, "llm generator: requests in flight at once")
@@ -124,8 +125,11 @@ class SyntheticConfig:
 class TrainConfig:
     prepared: str = _option("prepared", "directory written by `ragtune prepare`", "--data", path=True)
     output: str = _option("runs/train", "run directory: model/, checkpoints/, tensorboard/, metrics.json", "--output")
-    loss: str = _option(AUTO, f"loss: {AUTO} (margin-mse on passages-only data, else mnrl); "
-                        + "; ".join(f"{name} ({spec.help})" for name, spec in LOSSES.items()))  # fmt: skip
+    loss: str = _option(
+        AUTO,
+        f"loss: {AUTO} (margin-mse on passages-only data, else mnrl); "
+        + "; ".join(f"{name} ({spec.help})" for name, spec in LOSSES.items()),
+    )
     epochs: int = _option(3, "passes over the training samples")
     learning_rate: float = _option(6e-5, "peak learning rate (linear warmup, then linear decay)")
     batch_size: int = _option(32, "samples per device per step; more in-batch negatives as it grows")
@@ -145,13 +149,16 @@ class TrainConfig:
         False, "ship the best tuned epoch even when it does not beat the base model on the held-out queries"
     )
     wise_alphas: list[float] = _option(
-        [], "also try alpha * tuned + (1 - alpha) * base weights for each alpha (WiSE-FT); one held-out corpus "
-        "encode each; ships if it beats the best epoch", "--wise-alpha"
-    )  # fmt: skip
+        [],
+        "also try alpha * tuned + (1 - alpha) * base weights for each alpha (WiSE-FT); one held-out corpus "
+        "encode each; ships if it beats the best epoch",
+        "--wise-alpha",
+    )
     wise_prefer: bool = _option(
-        False, "ship the first wise_alphas average that beats the base model even when the best epoch scores "
-        "higher: synthetic held-out queries cannot see what tuning forgets (passages-only mode)"
-    )  # fmt: skip
+        False,
+        "ship the first wise_alphas average that beats the base model even when the best epoch scores "
+        "higher: synthetic held-out queries cannot see what tuning forgets (passages-only mode)",
+    )
 
 
 @dataclass(frozen=True)
@@ -354,13 +361,13 @@ def validate(config: Config, source: str = "config") -> None:
             config.synthetic.teacher != "cross-encoder" or bool(config.synthetic.cross_encoder),
             "synthetic.cross_encoder",
             "a local cross-encoder directory when synthetic.teacher is cross-encoder",
-        ),  # fmt: skip
+        ),
         (
             "llm" not in config.synthetic.generators
             or bool(config.synthetic.llm_endpoint and config.synthetic.llm_model),
             "synthetic.llm_endpoint and synthetic.llm_model",
             "set (an OpenAI-compatible API base URL and the model it serves) when synthetic.generators has llm",
-        ),  # fmt: skip
+        ),
         ("{passage}" in config.synthetic.llm_prompt, "synthetic.llm_prompt", "a template containing {passage}"),
         (config.synthetic.llm_concurrency > 0, "synthetic.llm_concurrency", "a positive integer"),
         (config.synthetic.llm_retries >= 0, "synthetic.llm_retries", "0 or more"),

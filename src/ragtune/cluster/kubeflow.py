@@ -106,9 +106,13 @@ def custom_trainer(config: cfg.Config, workdir: str):
 
     k = config.kubeflow
     return CustomTrainer(
-        func=train_job, func_args=job_args(config, workdir), num_nodes=k.num_nodes,
-        resources_per_node=resources_per_node(k), image=k.image or None, env=dict(TRAINER_ENV),
-    )  # fmt: skip
+        func=train_job,
+        func_args=job_args(config, workdir),
+        num_nodes=k.num_nodes,
+        resources_per_node=resources_per_node(k),
+        image=k.image or None,
+        env=dict(TRAINER_ENV),
+    )
 
 
 def pod_command(config: cfg.Config, workdir: str) -> list[str]:
@@ -138,8 +142,10 @@ def rendezvous_failure(log: str) -> str | None:
     if not found:
         return None
     seconds, joined, nodes = found.groups()
-    return (f"only {joined} of {nodes} nodes joined the rendezvous within {seconds} s: a node's pod never "
-            "started or cannot reach node 0")  # fmt: skip
+    return (
+        f"only {joined} of {nodes} nodes joined the rendezvous within {seconds} s: a node's pod never "
+        "started or cannot reach node 0"
+    )
 
 
 def backend_for(settings: cfg.KubeflowConfig) -> ClusterJobs | LocalJobs:
@@ -300,10 +306,13 @@ class ClusterJobs:
 def _info(job, trainer_status: dict | None = None) -> JobInfo:
     """The SDK's TrainJob, with what rank 0 last reported (ragtune.train.progress) in the status and one line more."""
     info = JobInfo(
-        name=job.name, status=job.status, runtime=job.runtime.name, num_nodes=job.num_nodes,
+        name=job.name,
+        status=job.status,
+        runtime=job.runtime.name,
+        num_nodes=job.num_nodes,
         created=job.creation_timestamp.isoformat(timespec="seconds"),
         steps=[f"{step.name}: {step.status}" for step in job.steps],
-    )  # fmt: skip
+    )
     if trainer_status:
         percent = trainer_status.get("progressPercentage")
         if percent is not None:
@@ -354,15 +363,29 @@ class LocalJobs:
         k = config.kubeflow
         # One node holding every process: the plugin's environment for a one-node job, master on loopback.
         pod = node_env(name, 1, 0, str(k.num_nodes), master="127.0.0.1", port=free_port())
-        env = dict(os.environ, **TRAINER_ENV, **pod, RAGTUNE_JOB_SCRIPT=command[2],
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")  # fmt: skip
+        env = dict(
+            os.environ,
+            **TRAINER_ENV,
+            **pod,
+            RAGTUNE_JOB_SCRIPT=command[2],
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
         wrapper = 'bash -c "$RAGTUNE_JOB_SCRIPT" > log 2>&1; echo $? > exit_code.tmp && mv exit_code.tmp exit_code'
         quiet = subprocess.DEVNULL
-        process = subprocess.Popen(["bash", "-c", wrapper], cwd=job_dir, env=env, start_new_session=True,
-                                   stdin=quiet, stdout=quiet, stderr=quiet)  # fmt: skip
+        process = subprocess.Popen(
+            ["bash", "-c", wrapper],
+            cwd=job_dir,
+            env=env,
+            start_new_session=True,
+            stdin=quiet,
+            stdout=quiet,
+            stderr=quiet,
+        )
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        write_json(job_dir / "job.json", {"name": name, "pid": process.pid, "num_nodes": k.num_nodes,
-                                          "created": created, "workdir": os.getcwd()})  # fmt: skip
+        write_json(
+            job_dir / "job.json",
+            {"name": name, "pid": process.pid, "num_nodes": k.num_nodes, "created": created, "workdir": os.getcwd()},
+        )
         return name
 
     def _status(self, job_dir: Path, pid: int) -> str:

@@ -97,8 +97,11 @@ def check_output_path(output: str | Path, inputs: dict[str, object], flag: str =
     if raw.is_symlink():
         raise UserError(f"{flag} {output}: is a symlink; ragtune does not write through links: pass the real path")
     final = _resolved(raw)
-    for name, keep in (("the root directory", Path("/")), ("the home directory", _resolved("~")),
-                       ("the working directory", _resolved("."))):  # fmt: skip
+    for name, keep in (
+        ("the root directory", Path("/")),
+        ("the home directory", _resolved("~")),
+        ("the working directory", _resolved(".")),
+    ):
         if _within(keep, final):
             raise UserError(f"{flag} {output}: would replace {name}; pass a new folder such as runs/NAME")
     for input_flag, given in inputs.items():

@@ -21,9 +21,16 @@ from ragtune.zero_label import pipeline as zero_label
 from ragtune.zero_label.teacher import CrossEncoderTeacher, FusionTeacher
 
 SAMPLE_COLUMNS = [
-    "training_sample_id", "event_timestamp", "kind", "anchor_id", "anchor",
-    "positive_id", "positive", "negative_id", "negative",
-]  # fmt: skip
+    "training_sample_id",
+    "event_timestamp",
+    "kind",
+    "anchor_id",
+    "anchor",
+    "positive_id",
+    "positive",
+    "negative_id",
+    "negative",
+]
 
 
 @dataclass
@@ -34,8 +41,9 @@ class Splits:
     eval_kind: str  # "real" queries, or "synthetic" ones made from the passages
 
 
-def split_queries(dataset: Dataset, eval_fraction: float, seed: int, real: Dataset | None = None,
-                  real_split: str = "test") -> Splits:  # fmt: skip
+def split_queries(
+    dataset: Dataset, eval_fraction: float, seed: int, real: Dataset | None = None, real_split: str = "test"
+) -> Splits:
     """Training positives minus any test query; evaluation from `real` (--eval-data), dev qrels, or held out
     by query. A query of the evaluation set never trains, even when both name it differently."""
     train = dataset.positives("train")
@@ -117,11 +125,17 @@ def compose_samples(
         neg_id = ids[negative] if negative is not None else None
         rows.append(
             (
-                sample_id(qid, ids[positive], kind, neg_id or ""), timestamp, kind, qid, queries[qid],
-                ids[positive], positive_text.get(qid, docs[positive]), neg_id,
+                sample_id(qid, ids[positive], kind, neg_id or ""),
+                timestamp,
+                kind,
+                qid,
+                queries[qid],
+                ids[positive],
+                positive_text.get(qid, docs[positive]),
+                neg_id,
                 docs[negative] if negative is not None else None,
             )
-        )  # fmt: skip
+        )
 
     for pair_index, negatives in enumerate(hard):
         if negatives:
@@ -134,8 +148,9 @@ def compose_samples(
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).drop_duplicates("training_sample_id")
 
 
-def teacher_margins(check: zero_label.TeacherCheck, samples: pd.DataFrame, query_row: dict[str, int],
-                    row_of: dict[str, int]) -> np.ndarray:  # fmt: skip
+def teacher_margins(
+    check: zero_label.TeacherCheck, samples: pd.DataFrame, query_row: dict[str, int], row_of: dict[str, int]
+) -> np.ndarray:
     """Each sample's MarginMSE label from the teacher; NaN for a row without a negative (margin-mse skips it)."""
     pair_of = {pair: i for i, pair in enumerate(check.pairs)}
     pair_ids = np.array(
@@ -148,8 +163,13 @@ def teacher_margins(check: zero_label.TeacherCheck, samples: pd.DataFrame, query
     return labels
 
 
-def eval_frame(corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, timestamp: datetime,
-               positive_text: dict[str, str] | None = None) -> pd.DataFrame:  # fmt: skip
+def eval_frame(
+    corpus: pd.DataFrame,
+    queries: dict[str, str],
+    qrels: Qrels,
+    timestamp: datetime,
+    positive_text: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """Held-out judgements in the sample schema (kind 'positive'), with the graded score.
 
     A held-out synthetic query's positive is its passage with the query sentence cut out (`positive_text`):
@@ -175,8 +195,14 @@ def eval_frame(corpus: pd.DataFrame, queries: dict[str, str], qrels: Qrels, time
     return pd.DataFrame(rows, columns=[*SAMPLE_COLUMNS, "score"])
 
 
-def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: MiningConfig, synthetic: SyntheticConfig,
-            timestamp: datetime) -> Prepared:  # fmt: skip
+def prepare(
+    dataset: Dataset,
+    data: DataConfig,
+    model: ModelConfig,
+    mining: MiningConfig,
+    synthetic: SyntheticConfig,
+    timestamp: datetime,
+) -> Prepared:
     real = load_eval_data(data, dataset.corpus)
     cross_encoder = None
     if dataset.kind == "passages" and synthetic.generators and synthetic.teacher == "cross-encoder":
@@ -211,16 +237,27 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
         hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, MiningParams.of(mining, wanted + spare))
         if with_teacher and cross_encoder is not None:
             teacher = CrossEncoderTeacher(cross_encoder, documents, corpus_emb, model.encode_batch_size)
-            extras["teacher"] = {"name": f"cross-encoder {synthetic.cross_encoder}",
-                                 "cross_encoder": synthetic.cross_encoder}  # fmt: skip
+            extras["teacher"] = {
+                "name": f"cross-encoder {synthetic.cross_encoder}",
+                "cross_encoder": synthetic.cross_encoder,
+            }
         elif with_teacher:
             choice = zero_label.choose(encoder, made, corpus_emb, model.encode_batch_size)
             teacher = FusionTeacher(documents, corpus_emb, choice.bm25_weight)
             extras["teacher"] = choice.as_dict()
         if with_teacher:
             trained_positives = [made.positive_text.get(query_ids[q], documents[p]) for q, p in pairs]
-            check = zero_label.TeacherCheck.build(teacher, encoder, texts, query_emb, pairs, trained_positives,
-                                                  documents, corpus_emb, model.encode_batch_size)  # fmt: skip
+            check = zero_label.TeacherCheck.build(
+                teacher,
+                encoder,
+                texts,
+                query_emb,
+                pairs,
+                trained_positives,
+                documents,
+                corpus_emb,
+                model.encode_batch_size,
+            )
             hard, vetoed = check.vetoes(hard, wanted)
             audit.dropped_teacher_false_negative, audit.kept = vetoed, audit.kept - vetoed
         hard = [negatives[:wanted] for negatives in hard]
@@ -232,8 +269,9 @@ def prepare(dataset: Dataset, data: DataConfig, model: ModelConfig, mining: Mini
     samples = compose_samples(corpus, dataset.queries, query_ids, pairs, hard, draws, timestamp, positive_text)
     if check is not None:
         samples["label"] = teacher_margins(check, samples, query_row, row_of)
-    held_out = eval_frame(corpus, real.queries if real else dataset.queries, splits.eval, timestamp,
-                          None if real else positive_text)  # fmt: skip
+    held_out = eval_frame(
+        corpus, real.queries if real else dataset.queries, splits.eval, timestamp, None if real else positive_text
+    )
     summary = {
         "input_kind": dataset.kind,
         "corpus_passages": len(corpus),

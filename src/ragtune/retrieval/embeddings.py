@@ -44,9 +44,17 @@ def encode(
         for start in range(0, len(texts), ENCODE_CHUNK):
             rows = order[start : start + ENCODE_CHUNK]
             chunk = [texts[i] for i in rows]
-            out[rows] = fast.encode(model, chunk, batch_size) if fast else encode_fn(
-                chunk, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-            )  # fmt: skip
+            out[rows] = (
+                fast.encode(model, chunk, batch_size)
+                if fast
+                else encode_fn(
+                    chunk,
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            )
             bar.update(len(rows))
     return out
 

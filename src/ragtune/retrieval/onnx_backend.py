@@ -78,10 +78,14 @@ class OnnxEncoder:
         with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), _exporter_quiet():
             path = Path(tmp) / "model.onnx"
             program = torch.onnx.export(
-                _Forward(model, self.names, constants).eval(), tuple(sample[n] for n in self.names),
-                input_names=self.names, output_names=["ragtune_sentence_embedding"], dynamic_shapes=(dims,),
-                dynamo=True, verbose=False,
-            )  # fmt: skip
+                _Forward(model, self.names, constants).eval(),
+                tuple(sample[n] for n in self.names),
+                input_names=self.names,
+                output_names=["ragtune_sentence_embedding"],
+                dynamic_shapes=(dims,),
+                dynamo=True,
+                verbose=False,
+            )
             program.save(str(path))
             model.train(training)  # .eval() above switched off dropout for the export only
             options = onnxruntime.SessionOptions()

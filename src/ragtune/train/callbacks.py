@@ -74,8 +74,17 @@ def undecidable(queries: int, base: dict[str, float]) -> str | None:
 
 
 class RagtuneCallback(TrainerCallback):
-    def __init__(self, model, store: NegativeStore, evaluator: HeldOutEvaluator, state: RunState,
-                 duties: Duties, world: World, writer, fingerprint: dict):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        store: NegativeStore,
+        evaluator: HeldOutEvaluator,
+        state: RunState,
+        duties: Duties,
+        world: World,
+        writer,
+        fingerprint: dict,
+    ):
         self.model, self.store, self.evaluator, self.state = model, store, evaluator, state
         self.duties, self.world, self.writer, self.fingerprint = duties, world, writer, fingerprint
         self.best_embeddings: np.ndarray | None = None  # corpus embeddings of the best model, this process
@@ -129,12 +138,20 @@ class RagtuneCallback(TrainerCallback):
                 anchors = [store.anchor_text[q] for q in store.anchor_ids]
                 queries = encode(self.model, anchors, self.evaluator.batch_size, "query")
             added, audit = store.remine(queries, self.evaluator.corpus_embeddings, self.duties.guard)
-            record = {"step": step, "epoch": epoch, "new_pairs_added": added, "dataset_size": len(store.negative),
-                      "seconds": round(time.perf_counter() - started, 1), **audit.as_dict()}  # fmt: skip
+            record = {
+                "step": step,
+                "epoch": epoch,
+                "new_pairs_added": added,
+                "dataset_size": len(store.negative),
+                "seconds": round(time.perf_counter() - started, 1),
+                **audit.as_dict(),
+            }
             for key in ["new_pairs_added", "dataset_size", *audit.as_dict()]:
                 self.writer.add_scalar(SEED_TAGS.get(key, f"Hard_Negatives/{key}"), record[key], step)
-            self.say(f"re-mined at epoch {epoch}: {added} new hard negatives, {audit.pairs_without_negative} pairs "
-                     f"without one ({record['seconds']:.0f} s)")  # fmt: skip
+            self.say(
+                f"re-mined at epoch {epoch}: {added} new hard negatives, {audit.pairs_without_negative} pairs "
+                f"without one ({record['seconds']:.0f} s)"
+            )
         store.negative, record = broadcast_from_main((store.negative, record), self.world)
         self.state.remining.append(record)
 
@@ -145,8 +162,10 @@ class RagtuneCallback(TrainerCallback):
         self._protect_best(args, trainer_state)
         if self.world.is_main:
             checkpoint = Path(args.output_dir) / f"checkpoint-{trainer_state.global_step}"
-            seal(checkpoint, {"run": asdict(self.state), "negatives": self.store.state(),
-                              "fingerprint": self.fingerprint})  # fmt: skip
+            seal(
+                checkpoint,
+                {"run": asdict(self.state), "negatives": self.store.state(), "fingerprint": self.fingerprint},
+            )
 
     def say(self, line: str) -> None:
         """One line per event, above the progress bar; rank 0 only."""

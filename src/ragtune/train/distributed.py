@@ -69,9 +69,13 @@ def init_process_group(world: World, use_cuda: bool, timeout_seconds: int) -> No
     timeout = timedelta(seconds=timeout_seconds)
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     store = dist.TCPStore(
-        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world.size,
-        is_master=world.is_main and not agent_store, timeout=timeout, multi_tenant=not agent_store,
-    )  # fmt: skip
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world.size,
+        is_master=world.is_main and not agent_store,
+        timeout=timeout,
+        multi_tenant=not agent_store,
+    )
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     store = dist.PrefixStore(f"ragtune/attempt-{attempt}", store)
     if use_cuda:
@@ -127,9 +131,16 @@ def main_process_saves(trainer_class):
 def torchrun_command(nproc: int, argv: list[str], max_restarts: int) -> list[str]:
     """`ragtune train --nproc N ...` becomes torchrun with N local workers running the same command."""
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-        f"--max-restarts={max_restarts}", "-m", "ragtune.cli", *argv,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        f"--max-restarts={max_restarts}",
+        "-m",
+        "ragtune.cli",
+        *argv,
+    ]
 
 
 def launch(nproc: int, argv: list[str], max_restarts: int) -> int:

@@ -38,9 +38,11 @@ def _cached_mnrl(model, train):
     from sentence_transformers.sentence_transformer import losses
 
     return losses.CachedMultipleNegativesRankingLoss(
-        model, scale=train.scale, mini_batch_size=train.mini_batch_size,
+        model,
+        scale=train.scale,
+        mini_batch_size=train.mini_batch_size,
         gather_across_devices=train.gather_across_devices,
-    )  # fmt: skip
+    )
 
 
 def _gist(model, train):

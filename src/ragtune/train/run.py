@@ -69,30 +69,44 @@ def training_dataset(samples, store: NegativeStore, columns: tuple[str, ...]):
 
     slots = np.arange(len(samples))
     if columns == LABELLED_PAIRS:  # every sample twice: (anchor, positive, 1) then (anchor, its negative, 0)
-        table = Dataset.from_dict({
-            "sentence1": samples["anchor"].tolist() * 2,
-            "text": samples["positive"].tolist() + [""] * len(samples),
-            "slot": np.concatenate([np.full(len(samples), -1), slots]).tolist(),
-        })  # fmt: skip
+        table = Dataset.from_dict(
+            {
+                "sentence1": samples["anchor"].tolist() * 2,
+                "text": samples["positive"].tolist() + [""] * len(samples),
+                "slot": np.concatenate([np.full(len(samples), -1), slots]).tolist(),
+            }
+        )
 
         def labelled(batch: dict) -> dict:
             second = [text if slot < 0 else store.text(slot) for text, slot in zip(batch["text"], batch["slot"])]
-            return {"sentence1": batch["sentence1"], "sentence2": second,
-                    "label": [1.0 if slot < 0 else 0.0 for slot in batch["slot"]]}  # fmt: skip
+            return {
+                "sentence1": batch["sentence1"],
+                "sentence2": second,
+                "label": [1.0 if slot < 0 else 0.0 for slot in batch["slot"]],
+            }
 
         table.set_transform(labelled)
         return table
     if columns == MARGINS:
         slots = np.flatnonzero(samples["label"].notna().to_numpy())
     rows = samples.iloc[slots]
-    table = Dataset.from_dict({"anchor": rows["anchor"].tolist(), "positive": rows["positive"].tolist(),
-                               "slot": slots.tolist(),
-                               **({"margin": rows["label"].tolist()} if columns == MARGINS else {})})  # fmt: skip
+    table = Dataset.from_dict(
+        {
+            "anchor": rows["anchor"].tolist(),
+            "positive": rows["positive"].tolist(),
+            "slot": slots.tolist(),
+            **({"margin": rows["label"].tolist()} if columns == MARGINS else {}),
+        }
+    )
 
     def triplets(batch: dict) -> dict:
         negatives = [store.text(slot) for slot in batch["slot"]]
-        return {"anchor": batch["anchor"], "positive": batch["positive"], "negative": negatives,
-                **({"label": batch["margin"]} if "margin" in batch else {})}  # fmt: skip
+        return {
+            "anchor": batch["anchor"],
+            "positive": batch["positive"],
+            "negative": negatives,
+            **({"label": batch["margin"]} if "margin" in batch else {}),
+        }
 
     table.set_transform(triplets)
     return table
@@ -105,13 +119,28 @@ def training_arguments(t: cfg.TrainConfig, run_dir: Path, world, use_cuda: bool,
 
     bf16 = use_cuda and torch.cuda.is_bf16_supported()
     return SentenceTransformerTrainingArguments(
-        output_dir=str(run_dir / "checkpoints"), num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size,
-        learning_rate=t.learning_rate, warmup_steps=t.warmup_ratio, lr_scheduler_type="linear",
-        batch_sampler=BatchSamplers.NO_DUPLICATES, eval_strategy="epoch", eval_on_start=fresh,
-        save_strategy="steps", save_steps=t.checkpoint_steps, save_total_limit=2, logging_steps=t.logging_steps,
-        report_to="none", seed=t.seed, data_seed=t.seed, bf16=bf16, fp16=use_cuda and not bf16,
-        use_cpu=not use_cuda, ddp_backend=backend(use_cuda) if world.distributed else None, ddp_timeout=timeout,
-    )  # fmt: skip
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type="linear",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        eval_strategy="epoch",
+        eval_on_start=fresh,
+        save_strategy="steps",
+        save_steps=t.checkpoint_steps,
+        save_total_limit=2,
+        logging_steps=t.logging_steps,
+        report_to="none",
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=bf16,
+        fp16=use_cuda and not bf16,
+        use_cpu=not use_cuda,
+        ddp_backend=backend(use_cuda) if world.distributed else None,
+        ddp_timeout=timeout,
+    )
 
 
 def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, callbacks: tuple = ()) -> TrainResult:
@@ -183,17 +212,31 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
         state = RunState(**saved["run"])
     evaluator = HeldOutEvaluator(prepared, m.encode_batch_size, full_length, (base_weights, cache_dir(m)))
     writer = SummaryWriter(log_dir=str(work_dir / "tensorboard")) if world.is_main else None
-    duties = Duties(t.epochs, remine_every, t.early_stopping_patience, full_length,
-                    MiningParams.of(config.mining, store.negatives_per_pair), t.keep_worse,
-                    held_out_label(held_out["kind"]))  # fmt: skip
+    duties = Duties(
+        t.epochs,
+        remine_every,
+        t.early_stopping_patience,
+        full_length,
+        MiningParams.of(config.mining, store.negatives_per_pair),
+        t.keep_worse,
+        held_out_label(held_out["kind"]),
+    )
     callback = RagtuneCallback(model, store, evaluator, state, duties, world, writer, fingerprint)
     args = training_arguments(t, work_dir, world, use_cuda, timeout, fresh=start.checkpoint is None)
     dataset = training_dataset(prepared.samples, store, LOSSES[loss].columns)
     trainer = main_process_saves(SentenceTransformerTrainer)(
-        model=model, args=args, train_dataset=dataset, loss=LOSSES[loss].build(model, t), evaluator=evaluator,
-        callbacks=[*([TensorBoardCallback(tb_writer=writer)] if world.is_main else []), callback,
-                   *filter(None, [trainjob_progress_callback(world)]), *callbacks],
-    )  # fmt: skip
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=LOSSES[loss].build(model, t),
+        evaluator=evaluator,
+        callbacks=[
+            *([TensorBoardCallback(tb_writer=writer)] if world.is_main else []),
+            callback,
+            *filter(None, [trainjob_progress_callback(world)]),
+            *callbacks,
+        ],
+    )
     if console.level != "verbose":  # the Trainer's own bar and its raw log dicts
         trainer.remove_callback(ProgressCallback)
         trainer.remove_callback(PrinterCallback)
@@ -221,7 +264,7 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
             "samples": len(dataset),
             "seconds": round(time.perf_counter() - started, 1),
             "samples_per_second": output.metrics.get("train_samples_per_second"),
-        },  # fmt: skip
+        },
         "data": prepared.summary,
         "eval_set": fingerprint["data"]["eval.parquet"],  # `ragtune index` compares models measured on the same set
         "base_weights": base_weights,
@@ -230,19 +273,31 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
         best = base_path if state.best_step <= 0 else work_dir / "checkpoints" / f"checkpoint-{state.best_step}"
         model.load_state_dict(load_model(str(best), m.device).state_dict())
         if t.wise_alphas and state.best_step > 0:
-            average_with_base(model, load_model(m.name, m.device), evaluator, t.wise_alphas, t.wise_prefer, metrics,
-                              callback)  # fmt: skip
+            average_with_base(
+                model, load_model(m.name, m.device), evaluator, t.wise_alphas, t.wise_prefer, metrics, callback
+            )
         model.model_card_data.eval_results_dict[evaluator] = {k: metrics["tuned"][k] for k in METRICS}  # these weights
         finish_run(work_dir, model, full_length, metrics, config, prepared.audit)
         if callback.best_embeddings is not None:  # the final model's corpus embeddings: evaluate reuses them
-            store_corpus_embeddings(callback.best_embeddings, model_fingerprint(work_dir / "model"), full_length,
-                                    evaluator.documents, cache_dir(m))  # fmt: skip
+            store_corpus_embeddings(
+                callback.best_embeddings,
+                model_fingerprint(work_dir / "model"),
+                full_length,
+                evaluator.documents,
+                cache_dir(m),
+            )
         writer.add_hparams(
-            {"loss": loss, "epochs": t.epochs, "learning_rate": t.learning_rate, "batch_size": t.batch_size,
-             "max_seq_length": t.max_seq_length or full_length,
-             "hard_negative_update_frequency": t.hard_negative_update_frequency},
-            {f"hparam/{PRIMARY_METRIC}": metrics["tuned"][PRIMARY_METRIC]}, run_name="hparams",
-        )  # fmt: skip
+            {
+                "loss": loss,
+                "epochs": t.epochs,
+                "learning_rate": t.learning_rate,
+                "batch_size": t.batch_size,
+                "max_seq_length": t.max_seq_length or full_length,
+                "hard_negative_update_frequency": t.hard_negative_update_frequency,
+            },
+            {f"hparam/{PRIMARY_METRIC}": metrics["tuned"][PRIMARY_METRIC]},
+            run_name="hparams",
+        )
         writer.close()
         if work_dir != run_dir:  # the finished replacement takes the old run's place only now
             swap_in(work_dir, run_dir)
@@ -259,15 +314,21 @@ def print_summary(result: TrainResult, config: cfg.Config) -> None:
     metrics = result.metrics
     base, run, label = metrics["base"], metrics["train"], held_out_label(metrics["heldout"]["kind"])
     best = metrics["best_tuned"]
-    print(f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); {label} nDCG@10 "
-          f"base {base.get('ndcg@10', float('nan')):.4f}, best epoch "
-          f"{best['ndcg@10'] if best else float('nan'):.4f}")  # fmt: skip
+    print(
+        f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); {label} nDCG@10 "
+        f"base {base.get('ndcg@10', float('nan')):.4f}, best epoch "
+        f"{best['ndcg@10'] if best else float('nan'):.4f}"
+    )
     if "wise_alpha" in metrics["tuned"]:
-        print(f"{result.model_dir} holds the alpha {metrics['tuned']['wise_alpha']:g} average of the best epoch and "
-              f"the base model ({label} nDCG@10 {metrics['tuned']['ndcg@10']:.4f})")  # fmt: skip
+        print(
+            f"{result.model_dir} holds the alpha {metrics['tuned']['wise_alpha']:g} average of the best epoch and "
+            f"the base model ({label} nDCG@10 {metrics['tuned']['ndcg@10']:.4f})"
+        )
     if metrics["shipped"] == "base":
-        print(f"no tuned epoch beat the base model on the {label} queries: {result.model_dir} holds the base model "
-              "(--keep-worse ships the best tuned epoch instead)")  # fmt: skip
+        print(
+            f"no tuned epoch beat the base model on the {label} queries: {result.model_dir} holds the base model "
+            "(--keep-worse ships the best tuned epoch instead)"
+        )
 
 
 def average_with_base(model, base, evaluator, alphas: list[float], prefer: bool, metrics: dict, callback) -> None:
@@ -277,8 +338,9 @@ def average_with_base(model, base, evaluator, alphas: list[float], prefer: bool,
     metrics["wise"] = choice.as_dict()
     for candidate in choice.candidates:
         ships = " (ships)" if candidate["alpha"] == choice.alpha else ""
-        callback.say(f"WiSE alpha {candidate['alpha']:g}: {callback.duties.label} nDCG@10 "
-                     f"{candidate[PRIMARY_METRIC]:.4f}{ships}")  # fmt: skip
+        callback.say(
+            f"WiSE alpha {candidate['alpha']:g}: {callback.duties.label} nDCG@10 {candidate[PRIMARY_METRIC]:.4f}{ships}"
+        )
     if choice.alpha is not None:
         metrics["tuned"] = {**metrics["tuned"], **choice.metrics, "wise_alpha": choice.alpha}
         callback.best_embeddings = choice.corpus_embeddings
@@ -286,8 +348,11 @@ def average_with_base(model, base, evaluator, alphas: list[float], prefer: bool,
 
 def held_out_description(summary: dict) -> dict:
     """What the held-out metrics were measured on: real queries, or synthetic ones (and then labelled so)."""
-    return {"kind": summary.get("eval_kind", "real"), "source": summary.get("eval_source", ""),
-            "queries": summary.get("eval_queries")}  # fmt: skip
+    return {
+        "kind": summary.get("eval_kind", "real"),
+        "source": summary.get("eval_source", ""),
+        "queries": summary.get("eval_queries"),
+    }
 
 
 def finish_run(run_dir: Path, model, full_length: int, metrics: dict, config: cfg.Config, audit: dict) -> None:

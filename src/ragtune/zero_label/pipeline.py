@@ -48,8 +48,14 @@ class SyntheticInput:
 
 def llm_queries(training: pd.DataFrame, s: SyntheticConfig, share: int, cache_dir: Path | None) -> dict[str, list[str]]:
     """The llm generator's queries for the training passages long enough to make one from."""
-    spec = LLMSpec(endpoint=s.llm_endpoint, model=s.llm_model, prompt=s.llm_prompt, queries_per_passage=share,
-                   concurrency=s.llm_concurrency, retries=s.llm_retries)  # fmt: skip
+    spec = LLMSpec(
+        endpoint=s.llm_endpoint,
+        model=s.llm_model,
+        prompt=s.llm_prompt,
+        queries_per_passage=share,
+        concurrency=s.llm_concurrency,
+        retries=s.llm_retries,
+    )
     passages = {
         pid: document
         for pid, title, document in zip(training["id"], training["title"], training["document"])
@@ -71,9 +77,13 @@ def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int, cache_dir
     training = corpus[~corpus["id"].isin(set(evidence["passage_id"]))]
     if 0 < s.passages < len(training):
         training = training.sample(n=s.passages, random_state=seed).sort_index()
-    spec = SyntheticSpec(generators=tuple(s.generators), queries_per_passage=s.queries_per_passage,
-                         max_query_words=s.max_query_words, ict_remove_probability=s.ict_remove_probability,
-                         seed=seed)  # fmt: skip
+    spec = SyntheticSpec(
+        generators=tuple(s.generators),
+        queries_per_passage=s.queries_per_passage,
+        max_query_words=s.max_query_words,
+        ict_remove_probability=s.ict_remove_probability,
+        seed=seed,
+    )
     written = None
     if "llm" in spec.generators:
         written = llm_queries(training, s, shares(s.queries_per_passage, spec.generators)["llm"], cache_dir)
@@ -121,8 +131,18 @@ class TeacherCheck:
     scored: dict[tuple[int, int], float] = field(default_factory=dict)  # (pair, row) -> margin the vetoes computed
 
     @classmethod
-    def build(cls, teacher, encoder, queries, query_embeddings, pairs, positives, documents, corpus_embeddings,
-              batch_size: int) -> TeacherCheck:  # fmt: skip
+    def build(
+        cls,
+        teacher,
+        encoder,
+        queries,
+        query_embeddings,
+        pairs,
+        positives,
+        documents,
+        corpus_embeddings,
+        batch_size: int,
+    ) -> TeacherCheck:
         from ragtune.retrieval.embeddings import encode
 
         rows = np.array([p for _, p in pairs], dtype=np.int64)
@@ -146,8 +166,9 @@ class TeacherCheck:
             embeddings = np.concatenate(
                 [self.positive_embeddings[ids][:, None], self.corpus_embeddings[np.maximum(rows, 0)]], axis=1
             )
-            scored = self.teacher.score([self.queries[q] for q in query_rows], self.query_embeddings[query_rows],
-                                        texts, embeddings)  # fmt: skip
+            scored = self.teacher.score(
+                [self.queries[q] for q in query_rows], self.query_embeddings[query_rows], texts, embeddings
+            )
             scored[:, 1:][rows < 0] = np.nan
             out[start : start + SCORE_CHUNK] = scored
         return out

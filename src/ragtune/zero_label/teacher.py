@@ -121,8 +121,12 @@ class TeacherChoice:
     evidence: list[dict]
 
     def as_dict(self) -> dict:
-        return {"bm25_weight": self.bm25_weight, "name": self.name, "evidence_queries": self.evidence_queries,
-                "evidence": self.evidence}  # fmt: skip
+        return {
+            "bm25_weight": self.bm25_weight,
+            "name": self.name,
+            "evidence_queries": self.evidence_queries,
+            "evidence": self.evidence,
+        }
 
 
 def teacher_name(bm25_weight: float) -> str:
@@ -271,8 +275,9 @@ class CrossEncoderTeacher:
                 "pass a cross-encoder (e.g. one saved with sentence_transformers.CrossEncoder.save_pretrained)"
             )
         try:
-            model = CrossEncoder(path, device=pick_device(device), local_files_only=True,
-                                 activation_fn=torch.nn.Sigmoid())  # fmt: skip
+            model = CrossEncoder(
+                path, device=pick_device(device), local_files_only=True, activation_fn=torch.nn.Sigmoid()
+            )
         except (OSError, ValueError) as exc:
             raise UserError(f"{where}: cannot load it as a cross-encoder ({exc})") from None
         if model.num_labels != 1:
