@@ -153,6 +153,7 @@ def test_repros_of_the_training_core_issue(tmp_path, prepared_dir):
     assert trained.returncode == 0, trained.stderr
     assert "{'loss'" not in trained.stdout + trained.stderr  # no raw Trainer dicts: one bar, a line per event
     assert "train: 100%" in trained.stderr and "the base model: held-out nDCG@10" in trained.stdout + trained.stderr
+    assert "warning: the held-out split: " in trained.stderr and "too few to show a gain" in trained.stderr
     weights = (run_dir / "model" / "model.safetensors").read_bytes()
     again = run(*train, "--resume", "--quiet")
     assert again.returncode == 0, again.stderr
@@ -203,3 +204,33 @@ def test_version_and_tensorboard_ports_and_signals(tmp_path):
     assert board.wait(timeout=60) == 0
     with pytest.raises(OSError):  # the child went with it: nothing serves the URL any more
         urllib.request.urlopen(url, timeout=5)
+
+
+def test_a_second_train_on_a_run_directory_names_the_first(tmp_path, prepared_dir):
+    """Repro (#28): two `train --resume` on one run directory; the first crashed."""
+    run_dir = tmp_path / "run"
+    code = f"from ragtune.train.checkpoints import run_lock\nwith run_lock({str(run_dir)!r}):\n"
+    code += "    print('held', flush=True)\n    import time; time.sleep(600)\n"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run("train", "--data", prepared_dir, "--output", run_dir, "--resume")
+        assert_user_error(result, f"in use by ragtune train (pid {holder.pid} on ")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_byte_order_mark_and_an_unquoted_exponent_are_read(tmp_path, scifact_slice):
+    """Repro (#28): a UTF-8 file with a BOM was refused with no hint; `learning_rate: 1e-4` was refused."""
+    data = tmp_path / "data"
+    shutil.copytree(scifact_slice, data)
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        (data / name).write_bytes(b"\xef\xbb\xbf" + (data / name).read_bytes())
+    config = tmp_path / "run.yaml"
+    config.write_text("train:\n  learning_rate: 1e-4\n")
+    result = run(
+        "evaluate", "--config", config, "--data", data, "--model", "all-MiniLM-L6-v2", "--output", tmp_path / "e"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| bm25 |" in result.stdout
