@@ -202,9 +202,10 @@ def feast_init(config: cfg.Config, overwrite: bool = False) -> Path:
 def index(config: cfg.Config, force: bool = False):
     """Encode `data.path` with `model.name` into a new passages view of the repo; the old view goes."""
     from ragtune.io.data import load_corpus
+    from ragtune.serving.repo import check_repo
 
-    d, repo = config.data, Path(config.feast.repo)
-    corpus = load_corpus(d.path, d.max_text_chars)  # a wrong corpus is answered before torch and Feast load
+    d, repo = config.data, check_repo(Path(config.feast.repo))  # answered before torch and Feast load
+    corpus = load_corpus(d.path, d.max_text_chars)
     from ragtune.prepare.run import input_timestamp
     from ragtune.serving import feast as stage
 
@@ -225,6 +226,9 @@ def search(config: cfg.Config, question: str, model: str | None = None):
         raise UserError("search: the question holds bytes that are not UTF-8; pass it as UTF-8 text") from None
     if not question.strip():
         raise UserError("search: the question is empty; pass the text to search for")
+    from ragtune.serving.repo import check_repo
+
+    check_repo(Path(config.feast.repo))  # answered before torch and Feast load
     from ragtune.serving import feast as stage
 
     m = config.model

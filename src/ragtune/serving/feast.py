@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ragtune.errors import UserError
 from ragtune.io.data import Dataset, document_text, titles_as_queries
 from ragtune.retrieval.metrics import CUTOFF, PRIMARY_METRIC, Rankings
+from ragtune.serving.repo import check_repo
 
 ENTITY = "passage_id"
 ID_FEATURE = "doc_id"  # the id again as a plain feature: the entity column of a vector search is misaligned
@@ -83,9 +84,7 @@ def init_repo(directory: Path, embedding_dim: int, online_path: str, overwrite: 
 
 
 def open_store(directory: Path):
-    directory = Path(directory)
-    if not (directory / "feature_store.yaml").is_file():
-        raise UserError(f"{directory}: not a Feast repo (no feature_store.yaml); create one with `ragtune feast init`")
+    directory = check_repo(directory)
     try:
         store = feature_store(directory)
     except Exception as exc:  # pydantic and yaml raise several types for a broken config
