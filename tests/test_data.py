@@ -230,3 +230,16 @@ def test_missing_or_fractional_passage_ids_are_refused(tmp_path, ids):
     pd.DataFrame({"id": ids, "title": ["A", "B"], "text": ["x", "y"]}).to_parquet(table)
     with pytest.raises(UserError, match=r"missing or non-integer numeric id \(passage number"):
         load_dataset(table)
+
+
+def test_a_directory_holding_only_a_corpus_is_passages_only_input(tmp_path):
+    """Repro (#31): a directory with only corpus.jsonl was refused even with --corpus-only."""
+    root = beir(tmp_path)
+    (root / "queries.jsonl").unlink()
+    for split in (root / "qrels").iterdir():
+        split.unlink()
+    with pytest.raises(UserError, match="no queries.jsonl.*ragtune prepare --corpus-only"):
+        load_dataset(root)
+    dataset = load_dataset(root, corpus_only=True)
+    assert dataset.kind == "passages" and dataset.queries == {} and dataset.qrels == {}
+    assert dataset.corpus["document"].tolist() == ["Alpha alpha text", "Beta beta text"]

@@ -45,7 +45,7 @@ def prepare(config: cfg.Config, overwrite: bool = False, config_file: Path | Non
 
         dataset, timestamp, view = dataset_from_feast(Path(d.from_feast), d.path, d.max_text_chars)
     else:
-        dataset = load_dataset(d.path, d.max_text_chars)  # bad input is answered before torch is imported
+        dataset = load_dataset(d.path, d.max_text_chars, d.corpus_only)  # answered before torch is imported
     resolve_model(config.model.name)
     from ragtune.io.outputs import atomic_dir
     from ragtune.prepare import run as stage
