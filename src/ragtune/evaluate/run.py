@@ -79,13 +79,12 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
         corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
         query_emb = encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")
         if index == 0 and teacher is not None:
-            from ragtune.zero_label.teacher import RERANK_DEPTH, CrossEncoderTeacher, FusionTeacher, teacher_name
+            from ragtune.zero_label.teacher import RERANK_DEPTH, build_teacher, teacher_name
 
+            ranker = build_teacher(teacher, cross_encoder, documents, corpus_emb, model.encode_batch_size)
             if cross_encoder is not None:
-                ranker = CrossEncoderTeacher(cross_encoder, documents, corpus_emb, model.encode_batch_size)
                 label = f"teacher: cross-encoder reranking {name}'s top {RERANK_DEPTH}"
             else:
-                ranker = FusionTeacher(documents, corpus_emb, teacher["bm25_weight"])
                 label = f"teacher: {teacher_name(teacher['bm25_weight'])} over {name}"
             ranked = ranker.rank_corpus(query_texts, query_emb, CUTOFF)
             rankings = {q: [(doc_ids[r], s) for r, s in hits] for q, hits in zip(query_ids, ranked)}

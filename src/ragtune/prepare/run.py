@@ -18,7 +18,7 @@ from ragtune.negatives.mining import MiningAudit, MiningParams, mine, random_neg
 from ragtune.retrieval.embeddings import encode, encode_corpus_cached
 from ragtune.retrieval.models import cache_dir, load_model, model_fingerprint, resolve_model
 from ragtune.zero_label import pipeline as zero_label
-from ragtune.zero_label.teacher import CrossEncoderTeacher, FusionTeacher
+from ragtune.zero_label.teacher import CrossEncoderTeacher, build_teacher
 
 SAMPLE_COLUMNS = [
     "training_sample_id",
@@ -236,16 +236,14 @@ def prepare(
         spare = zero_label.TEACHER_SPARE if with_teacher else 0
         hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, MiningParams.of(mining, wanted + spare))
         if with_teacher and cross_encoder is not None:
-            teacher = CrossEncoderTeacher(cross_encoder, documents, corpus_emb, model.encode_batch_size)
             extras["teacher"] = {
                 "name": f"cross-encoder {synthetic.cross_encoder}",
                 "cross_encoder": synthetic.cross_encoder,
             }
         elif with_teacher:
-            choice = zero_label.choose(encoder, made, corpus_emb, model.encode_batch_size)
-            teacher = FusionTeacher(documents, corpus_emb, choice.bm25_weight)
-            extras["teacher"] = choice.as_dict()
+            extras["teacher"] = zero_label.choose(encoder, made, corpus_emb, model.encode_batch_size).as_dict()
         if with_teacher:
+            teacher = build_teacher(extras["teacher"], cross_encoder, documents, corpus_emb, model.encode_batch_size)
             trained_positives = [made.positive_text.get(query_ids[q], documents[p]) for q, p in pairs]
             check = zero_label.TeacherCheck.build(
                 teacher,

@@ -316,3 +316,11 @@ def flag_false_negatives(positive_scores: np.ndarray, candidate_scores: np.ndarr
 def margin_labels(positive_scores: np.ndarray, negative_scores: np.ndarray) -> np.ndarray:
     """MarginMSE labels: teacher(q, positive) - teacher(q, negative), on the student's cosine scale."""
     return np.asarray(positive_scores) - np.asarray(negative_scores)
+
+
+def build_teacher(spec: dict, cross_encoder, documents: list[str], corpus_embeddings: np.ndarray, batch_size: int):
+    """The one place a teacher is built, in prepare and in evaluate alike: the loaded cross-encoder when
+    there is one, else the fusion of the base model and BM25 at the weight `spec` (summary.json) records."""
+    if cross_encoder is not None:
+        return CrossEncoderTeacher(cross_encoder, documents, corpus_embeddings, batch_size)
+    return FusionTeacher(documents, corpus_embeddings, spec["bm25_weight"])
