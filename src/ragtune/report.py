@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from ragtune.errors import UserError
+from ragtune.io.prepared import held_out_queries
 from ragtune.retrieval.metrics import PRIMARY_METRIC
 
 CURVES = {
@@ -71,8 +72,8 @@ def _sibling_eval(run_dir: Path) -> Path | None:
 
 
 def held_out_name(metrics: dict) -> str:
-    synthetic = (metrics.get("heldout") or {}).get("kind") == "synthetic"
-    return "Held-out (synthetic queries made from the passages)" if synthetic else "Held-out"
+    kind = (metrics.get("heldout") or {}).get("kind", "real")
+    return f"Held-out ({held_out_queries(kind)})" if kind == "synthetic" else "Held-out"
 
 
 def collect(run_dir: Path, eval_dir: Path | None = None) -> dict:

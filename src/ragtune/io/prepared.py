@@ -54,6 +54,11 @@ def held_out_label(kind: str) -> str:
     return "held-out synthetic" if kind == "synthetic" else "held-out"
 
 
+def held_out_queries(kind: str) -> str:
+    """What the held-out queries are, in words, for the report and the model card."""
+    return "synthetic queries made from the passages" if kind == "synthetic" else "real queries"
+
+
 def resolve(directory: Path) -> Path:
     """The prepared directory (also given as its train.parquet), checked to hold the three tables."""
     directory = Path(directory)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ragtune import config as cfg
+from ragtune.io.prepared import held_out_queries
 from ragtune.retrieval.metrics import METRICS
 from ragtune.retrieval.models import BUNDLED_NAMES
 
@@ -34,7 +35,7 @@ def ragtune_sections(metrics: dict, config: cfg.Config, audit: dict) -> str:
     rows = "\n".join(f"| {m} | {base.get(m, float('nan')):.4f} | {tuned[m]:.4f} |" for m in METRICS)
     chosen = "the base model (no epoch beat it)" if metrics["best_step"] <= 0 else f"step {metrics['best_step']}"
     held_out = metrics.get("heldout", {})
-    kind = "synthetic queries made from the passages" if held_out.get("kind") == "synthetic" else "real queries"
+    kind = held_out_queries(held_out.get("kind", "real"))
     return f"""## ragtune
 
 Tuned from `{config.model.name}` with the `{train["loss"]}` loss, {train["epochs"]} epoch(s), {train["steps"]} steps,
