@@ -22,7 +22,14 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(PY)
 
 install: $(VENV)/.installed-$(EXTRAS)
 
-demo: install
+# The demo runs prepare, train, evaluate and report: ragtune alone, no extras (no compiler, no Feast,
+# no dev tools); `make test` installs the rest into the same .venv.
+$(VENV)/.installed-demo: pyproject.toml | $(PY)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e .
+	touch $@
+
+demo: $(VENV)/.installed-demo
 	HF_HUB_OFFLINE=1 $(VENV)/bin/ragtune demo
 
 test: install

@@ -322,7 +322,7 @@ def print_summary(result: TrainResult, config: cfg.Config) -> None:
     if "wise_alpha" in metrics["tuned"]:
         print(
             f"{result.model_dir} holds the alpha {metrics['tuned']['wise_alpha']:g} average of the best epoch and "
-            f"the base model ({label} nDCG@10 {metrics['tuned']['ndcg@10']:.4f})"
+            f"the base model ({label} nDCG@10 {metrics['tuned'][PRIMARY_METRIC]:.4f})"
         )
     if metrics["shipped"] == "base":
         print(
