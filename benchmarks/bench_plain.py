@@ -79,7 +79,7 @@ def main() -> None:
     results = evaluate(dataset, judged.eval, defaults.model)
     rows = {"BM25": results["bm25"], "base": results["all-MiniLM-L6-v2"],
             f"plain sentence-transformers ({seconds['plain']:.0f} s)": results[str(plain_model)],
-            f"ragtune defaults ({seconds['ragtune']:.0f} s, ships {ours.metrics['shipped']})":
+            f"ragtune defaults ({seconds['ragtune']:.0f} s, ships {ours.metrics.shipped})":
                 results[str(ours.model_dir)]}  # fmt: skip
     print(markdown_table(rows))
     ndcg = {name: results[str(path)]["ndcg@10"] for name, path in (("plain", plain_model), ("ragtune", ours.model_dir))}

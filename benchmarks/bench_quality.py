@@ -65,9 +65,9 @@ def main() -> None:
         seconds[name] = round(time.perf_counter() - started, 1)
         judged = cfg.replace(config, **{"eval.baselines": ["none"], "eval.models": [str(trained.model_dir)]})
         tuned = evaluate(dataset, judged.eval, config.model)
-        rows[f"{name} ({trained.metrics['shipped']}, {trained.metrics['train']['steps']} steps, {seconds[name]} s)"] = (
-            tuned[str(trained.model_dir)]
-        )
+        rows[f"{name} ({trained.metrics.shipped}, {trained.metrics.train['steps']} steps, {seconds[name]} s)"] = tuned[
+            str(trained.model_dir)
+        ]
         print(markdown_table(rows), flush=True)
     (out / "results.json").write_text(json.dumps({"variants": options.variant, "results": rows}, indent=2))
     print(markdown_table(rows))

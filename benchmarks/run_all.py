@@ -108,10 +108,12 @@ def derived(name: str) -> dict:
         base, tuned = results["all-MiniLM-L6-v2"], results[next(k for k in results if k.endswith("run/model"))]
         return {"bm25": results["bm25"]["ndcg@10"], "base": base["ndcg@10"], "tuned": tuned["ndcg@10"]}
     if name == "passages":
-        run_metrics = metrics_of(f"{WORK}/pp-run/metrics.json")
+        from ragtune.io.runinfo import RunMetrics
+
+        run_metrics = RunMetrics.load(REPO / WORK / "pp-run")
         results = metrics_of(f"{WORK}/pp-eval/metrics.json")["results"]
         tuned = results[next(k for k in results if k.endswith("pp-run/model"))]
-        return {"held_out_base": run_metrics["base"]["ndcg@10"], "held_out_tuned": run_metrics["tuned"]["ndcg@10"],
+        return {"held_out_base": run_metrics.base["ndcg@10"], "held_out_tuned": run_metrics.tuned["ndcg@10"],
                 "claims_base": results["all-MiniLM-L6-v2"]["ndcg@10"], "claims_tuned": tuned["ndcg@10"]}  # fmt: skip
     return {}
 

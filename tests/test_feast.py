@@ -198,7 +198,7 @@ def test_index_refuses_a_model_measured_worse_than_the_one_it_serves(prepared_di
 
     worse = api.train(train_config(prepared_dir, tmp_path / "worse", train__epochs=1, train__learning_rate=3e-2,
                                    train__keep_worse=True, train__hard_negative_update_frequency=0))  # fmt: skip
-    assert worse.metrics["tuned"]["ndcg@10"] < worse.metrics["base"]["ndcg@10"]
+    assert worse.metrics.tuned["ndcg@10"] < worse.metrics.base["ndcg@10"]
     repo = tmp_path / "repo"
     build_repo(repo, scifact_slice, pd.read_parquet(prepared_dir / "corpus.parquet"))
     index = ["index", "--repo", str(repo), "--data", str(prepared_dir), "--model", str(worse.model_dir),
@@ -210,4 +210,4 @@ def test_index_refuses_a_model_measured_worse_than_the_one_it_serves(prepared_di
     assert [v.name for v in rf.passage_views(rf.open_store(repo))] == ["passages_v1"]
     assert cli.main([*index, "--force"]) == 0
     view = rf.current_view(rf.open_store(repo), repo)
-    assert view.name == "passages_v2" and worse.metrics["eval_set"] in view.tags[rf.TAG + "scores"]
+    assert view.name == "passages_v2" and worse.metrics.eval_set in view.tags[rf.TAG + "scores"]

@@ -108,9 +108,9 @@ def test_remining_changes_the_negatives(finished_run):
 def test_three_negatives_per_pair_train_and_remine(prepared_k3, tmp_path):
     """Repro: k >= 2 with pairs that got fewer negatives crashed re-mining after epoch 1."""
     result = train(train_config(prepared_k3, tmp_path / "k3", train__checkpoint_steps=50))
-    remined = result.metrics["remining"]
-    assert len(remined) == 1 and remined[0]["dataset_size"] == result.metrics["train"]["samples"]
-    assert result.metrics["train"]["steps"] > 0 and (result.model_dir / "model.safetensors").is_file()
+    remined = result.metrics.remining
+    assert len(remined) == 1 and remined[0]["dataset_size"] == result.metrics.train["samples"]
+    assert result.metrics.train["steps"] > 0 and (result.model_dir / "model.safetensors").is_file()
 
 
 def test_tensorboard_holds_the_named_scalars(finished_run):
@@ -129,7 +129,7 @@ def test_tensorboard_holds_the_named_scalars(finished_run):
 def test_other_losses_train(prepared_dir, tmp_path, loss):
     result = train(train_config(prepared_dir, tmp_path / loss, train__loss=loss, train__epochs=1,
                                 train__hard_negative_update_frequency=0))  # fmt: skip
-    assert result.metrics["train"]["steps"] == (10 if loss == "contrastive" else 5)
+    assert result.metrics.train["steps"] == (10 if loss == "contrastive" else 5)
     assert (result.model_dir / "model.safetensors").is_file()
 
 
@@ -168,7 +168,7 @@ def test_restart_before_the_first_checkpoint_starts_fresh(prepared_dir, tmp_path
     (run / "checkpoints" / "checkpoint-99" / "model.safetensors").write_bytes(b"torn")
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
     result = train(train_config(prepared_dir, run, train__epochs=1, train__hard_negative_update_frequency=0))
-    assert result.metrics["train"]["steps"] == 5 and not (run / "checkpoints" / "checkpoint-99").exists()
+    assert result.metrics.train["steps"] == 5 and not (run / "checkpoints" / "checkpoint-99").exists()
 
 
 def test_bad_training_inputs(prepared_dir, tmp_path, finished_run):
@@ -223,9 +223,9 @@ def test_early_stopping_ends_training_when_ndcg_stops_improving(prepared_dir, tm
     """A learning rate too small to change any ranking: the first epoch brings no gain, patience 1 stops there."""
     result = train(train_config(prepared_dir, tmp_path / "stop", train__epochs=3, train__learning_rate=1e-12,
                                 train__early_stopping_patience=1, train__hard_negative_update_frequency=0))  # fmt: skip
-    assert result.metrics["train"]["steps"] == 5  # one epoch of 5, not 15
-    assert result.metrics["best_step"] == 0  # the base model stays the best, and is what model/ holds
-    assert result.metrics["shipped"] == "base" and result.metrics["best_tuned"]["step"] == 5
+    assert result.metrics.train["steps"] == 5  # one epoch of 5, not 15
+    assert result.metrics.best_step == 0  # the base model stays the best, and is what model/ holds
+    assert result.metrics.shipped == "base" and result.metrics.best_tuned["step"] == 5
     base = load_file(resolve_model("all-MiniLM-L6-v2") / "model.safetensors")
     kept = load_file(result.model_dir / "model.safetensors")
     assert all(np.array_equal(base[k], kept[k]) for k in kept)
@@ -236,11 +236,11 @@ def test_never_ship_worse_unless_asked(prepared_dir, tmp_path, capsys):
     worse = {"train__epochs": 1, "train__learning_rate": 3e-2, "train__hard_negative_update_frequency": 0}
     result = api.train(train_config(prepared_dir, tmp_path / "safe", **worse))
     metrics = result.metrics
-    assert metrics["best_tuned"]["ndcg@10"] < metrics["base"]["ndcg@10"], "the fixture must make a worse model"
-    assert metrics["shipped"] == "base" and "holds the base model" in capsys.readouterr().out
+    assert metrics.best_tuned["ndcg@10"] < metrics.base["ndcg@10"], "the fixture must make a worse model"
+    assert metrics.shipped == "base" and "holds the base model" in capsys.readouterr().out
     kept = api.train(train_config(prepared_dir, tmp_path / "kept", train__keep_worse=True, **worse))
-    assert kept.metrics["shipped"] == "tuned" and kept.metrics["best_step"] == 5
-    assert kept.metrics["tuned"]["ndcg@10"] == pytest.approx(metrics["best_tuned"]["ndcg@10"], abs=1e-6)
+    assert kept.metrics.shipped == "tuned" and kept.metrics.best_step == 5
+    assert kept.metrics.tuned["ndcg@10"] == pytest.approx(metrics.best_tuned["ndcg@10"], abs=1e-6)
 
 
 def test_passages_only_data_trains_on_teacher_margins(tmp_path, prepared_dir):
@@ -254,9 +254,9 @@ def test_passages_only_data_trains_on_teacher_margins(tmp_path, prepared_dir):
     samples = pd.read_parquet(prepared / "train.parquet")
     assert samples["positive_id"].nunique() <= 20 and samples["label"].notna().any()  # synthetic.passages
     result = train(train_config(prepared, tmp_path / "run", train__epochs=1, train__batch_size=4))
-    assert result.metrics["train"]["loss"] == "margin-mse" and result.metrics["remining"] == []
-    assert result.metrics["train"]["samples"] == samples["label"].notna().sum()
-    assert result.metrics["heldout"]["kind"] == "synthetic"
+    assert result.metrics.train["loss"] == "margin-mse" and result.metrics.remining == []
+    assert result.metrics.train["samples"] == samples["label"].notna().sum()
+    assert result.metrics.heldout["kind"] == "synthetic"
     with pytest.raises(UserError, match="train.loss margin-mse needs the teacher margins"):
         train(train_config(prepared_dir, tmp_path / "mined", train__loss="margin-mse"))
 
@@ -271,10 +271,10 @@ def test_wise_average_is_measured_and_ships_when_it_beats_the_epoch(prepared_dir
                                     train__hard_negative_update_frequency=0, train__keep_worse=True,
                                     train__wise_alphas=[0.95, 0.05]))  # fmt: skip
     metrics = result.metrics
-    candidates = {c["alpha"]: c["ndcg@10"] for c in metrics["wise"]["candidates"]}
-    assert sorted(candidates) == [0.05, 0.95] and metrics["wise"]["chosen_alpha"] == 0.05
-    assert candidates[0.05] > metrics["best_tuned"]["ndcg@10"]
-    assert metrics["tuned"]["ndcg@10"] == candidates[0.05] and metrics["tuned"]["wise_alpha"] == 0.05
+    candidates = {c["alpha"]: c["ndcg@10"] for c in metrics.wise["candidates"]}
+    assert sorted(candidates) == [0.05, 0.95] and metrics.wise["chosen_alpha"] == 0.05
+    assert candidates[0.05] > metrics.best_tuned["ndcg@10"]
+    assert metrics.tuned["ndcg@10"] == candidates[0.05] and metrics.tuned["wise_alpha"] == 0.05
     assert "holds the alpha 0.05 average of the best epoch and the base model" in capsys.readouterr().out
     base = load_model("all-MiniLM-L6-v2", "cpu")
     epoch = load_model(str(tmp_path / "wise" / "checkpoints" / "checkpoint-5"), "cpu")

@@ -15,6 +15,7 @@ import yaml
 
 from ragtune.errors import UserError
 from ragtune.io.prepared import held_out_queries
+from ragtune.io.runinfo import RunMetrics
 from ragtune.retrieval.metrics import PRIMARY_METRIC
 
 CURVES = {
@@ -71,8 +72,8 @@ def _sibling_eval(run_dir: Path) -> Path | None:
     return path if any(Path(name).parts[-2:] == (run_dir.name, "model") for name in systems) else None
 
 
-def held_out_name(metrics: dict) -> str:
-    kind = (metrics.get("heldout") or {}).get("kind", "real")
+def held_out_name(metrics: RunMetrics) -> str:
+    kind = (metrics.heldout or {}).get("kind", "real")
     return f"Held-out ({held_out_queries(kind)})" if kind == "synthetic" else "Held-out"
 
 
@@ -81,10 +82,7 @@ def collect(run_dir: Path, eval_dir: Path | None = None) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not found; pass a run directory written by `ragtune train`")
-    fix = "pass a finished run directory written by `ragtune train` (finish an interrupted one with --resume)"
-    metrics = _json(run_dir / "metrics.json", fix)
-    if not isinstance(metrics.get("tuned"), dict):
-        raise UserError(f"{run_dir / 'metrics.json'}: no 'tuned' metrics; {fix}")
+    metrics = RunMetrics.load(run_dir)
     config_path = run_dir / "config.yaml"
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
     try:
@@ -94,7 +92,7 @@ def collect(run_dir: Path, eval_dir: Path | None = None) -> dict:
     config = config if isinstance(config, dict) else {}
     prepared = _prepared_dir(run_dir, config)
     audits = [("prepare", _json(prepared / "audit.json", "re-run `ragtune prepare`"))] if prepared else []
-    for record in metrics.get("remining") or []:
+    for record in metrics.remining or []:
         audits.append(
             (f"re-mine, epoch {record.get('epoch')}", {k: v for k, v in record.items() if k not in PASS_KEYS})
         )
@@ -219,7 +217,7 @@ svg.chart .title { font-size: 13px; font-weight: 600; }
 def render(data: dict) -> str:
     """The page: headline, metric tables, curves, training facts, mining audit, config; all text escaped."""
     metrics, run = data["metrics"], Path(data["run_dir"])
-    base, tuned = metrics.get("base") or {}, metrics["tuned"]
+    base, tuned = metrics.base or {}, metrics.tuned
     sections = []
     if PRIMARY_METRIC in base and PRIMARY_METRIC in tuned:
         before, after = base[PRIMARY_METRIC], tuned[PRIMARY_METRIC]
@@ -234,7 +232,7 @@ def render(data: dict) -> str:
             f'<p class="sub">from {_e(evaluation["dir"])} (ragtune evaluate: full corpus, exact search)</p>'
             + metrics_table(evaluation["results"])
         )
-    held_out = {"base": base, f"tuned (step {metrics.get('best_step', '?')})": tuned}
+    held_out = {"base": base, f"tuned (step {metrics.best_step})": tuned}
     deltas = {"tuned − base": {k: tuned[k] - base[k] for k in tuned if k in base and k not in NOT_METRICS}}
     sections.append(
         f"<h2>{_e(held_out_name(metrics))} split (measured during training)</h2>"
@@ -245,10 +243,10 @@ def render(data: dict) -> str:
         "<h2>Training curves</h2>"
         + (f'<div class="charts">{"".join(charts)}</div>' if charts else "<p>No TensorBoard scalars found.</p>")
     )
-    facts = {**(metrics.get("train") or {}), "best_step": metrics.get("best_step", "?")}
+    facts = {**(metrics.train or {}), "best_step": metrics.best_step}
     sections.append("<h2>Training</h2>" + key_value_table(facts))
-    if metrics.get("data"):
-        sections.append("<h2>Data</h2>" + key_value_table(metrics["data"]))
+    if metrics.data:
+        sections.append("<h2>Data</h2>" + key_value_table(metrics.data))
     source = f'<p class="sub">prepare: {_e(data["prepared"])}/audit.json</p>' if data["prepared"] else ""
     sections.append(
         "<h2>Mining audit</h2>"

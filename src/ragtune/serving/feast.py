@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ragtune.errors import UserError
 from ragtune.io.data import Dataset, document_text, titles_as_queries
+from ragtune.io.runinfo import RunMetrics
 from ragtune.retrieval.metrics import CUTOFF, PRIMARY_METRIC, Rankings
 from ragtune.serving.repo import check_repo
 
@@ -201,27 +202,31 @@ class IndexResult:
     encode_seconds: float  # of `seconds`; the rest is the store's work (parquet, online writes, apply)
 
 
-def run_metrics(model_path: Path) -> dict | None:
-    """metrics.json of the run that wrote this model (RUN/model beside RUN/metrics.json), if any."""
-    metrics_file = model_path.parent / "metrics.json"
-    if model_path.name != "model" or not metrics_file.is_file():
+def run_metrics(model_path: Path) -> RunMetrics | None:
+    """The metrics of the run that wrote this model (RUN/model beside RUN/metrics.json), if any."""
+    if model_path.name != "model" or not (model_path.parent / "metrics.json").is_file():
         return None
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-    return metrics if "eval_set" in metrics else None
+    try:
+        metrics = RunMetrics.load(model_path.parent)
+    except UserError:  # not a training run's metrics (an evaluate output, a damaged file): nothing is known
+        return None
+    return metrics if metrics.eval_set else None
 
 
-def scores_of(weights: str, run: dict | None, run_model_weights: str) -> dict[str, float]:
+def scores_of(weights: str, run: RunMetrics | None, run_model_weights: str) -> dict[str, float]:
     """{eval set hash: held-out nDCG@10} that a run measured for these weights: its base's or its model's."""
     if run is None:
         return {}
-    if weights == run["base_weights"]:
-        return {run["eval_set"]: run["base"][PRIMARY_METRIC]}
+    if weights == run.base_weights:
+        return {run.eval_set: run.base[PRIMARY_METRIC]}
     if weights == run_model_weights:
-        return {run["eval_set"]: run["tuned"][PRIMARY_METRIC]}  # the base's scores when the base was shipped
+        return {run.eval_set: run.tuned[PRIMARY_METRIC]}  # the base's scores when the base was shipped
     return {}
 
 
-def check_not_worse(serving, model_name: str, new_scores: dict[str, float], run: dict | None, weights: str) -> None:
+def check_not_worse(
+    serving, model_name: str, new_scores: dict[str, float], run: RunMetrics | None, weights: str
+) -> None:
     """Refuse to replace the served model by one measured worse on the same held-out queries. What is known
     of the served model: its view's recorded scores, or the new model's run when it served that run's base."""
     served = json.loads(serving.tags.get(TAG + "scores", "{}"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ragtune import config as cfg
 from ragtune.io.prepared import held_out_queries
+from ragtune.io.runinfo import RunMetrics
 from ragtune.retrieval.metrics import METRICS
 from ragtune.retrieval.models import BUNDLED_NAMES
 
@@ -30,11 +31,11 @@ def fill_card_data(model, config: cfg.Config, model_path: str) -> None:
     card.add_tags(["ragtune", "retrieval", "dense-retrieval"])
 
 
-def ragtune_sections(metrics: dict, config: cfg.Config, audit: dict) -> str:
-    base, tuned, train = metrics["base"], metrics["tuned"], metrics["train"]
+def ragtune_sections(metrics: RunMetrics, config: cfg.Config, audit: dict) -> str:
+    base, tuned, train = metrics.base, metrics.tuned, metrics.train
     rows = "\n".join(f"| {m} | {base.get(m, float('nan')):.4f} | {tuned[m]:.4f} |" for m in METRICS)
-    chosen = "the base model (no epoch beat it)" if metrics["best_step"] <= 0 else f"step {metrics['best_step']}"
-    held_out = metrics.get("heldout", {})
+    chosen = "the base model (no epoch beat it)" if metrics.best_step <= 0 else f"step {metrics.best_step}"
+    held_out = metrics.heldout
     kind = held_out_queries(held_out.get("kind", "real"))
     return f"""## ragtune
 
@@ -51,7 +52,7 @@ These weights are {chosen}: the best held-out nDCG@10.
 ### Data
 
 ```json
-{json.dumps(metrics["data"], indent=2)}
+{json.dumps(metrics.data, indent=2)}
 ```
 
 ### Hard-negative mining audit (`ragtune prepare`)
@@ -68,7 +69,7 @@ These weights are {chosen}: the best held-out nDCG@10.
 """
 
 
-def write_model_card(readme: Path, metrics: dict, config: cfg.Config, audit: dict) -> None:
+def write_model_card(readme: Path, metrics: RunMetrics, config: cfg.Config, audit: dict) -> None:
     """Insert ragtune's sections into the card `save_pretrained` wrote."""
     card = readme.read_text(encoding="utf-8")
     ours = ragtune_sections(metrics, config, audit)

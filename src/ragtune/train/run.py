@@ -20,8 +20,9 @@ import numpy as np
 from ragtune import config as cfg
 from ragtune import console
 from ragtune.errors import UserError
-from ragtune.io.outputs import atomic_dir, swap_in, write_json, write_text
+from ragtune.io.outputs import atomic_dir, swap_in, write_text
 from ragtune.io.prepared import Prepared, data_fingerprint, held_out_label
+from ragtune.io.runinfo import RunMetrics
 from ragtune.negatives.mining import MiningParams
 from ragtune.negatives.store import NegativeStore
 from ragtune.retrieval.embeddings import store_corpus_embeddings
@@ -57,7 +58,7 @@ from ragtune.train.progress import trainjob_progress_callback
 @dataclass
 class TrainResult:
     model_dir: Path
-    metrics: dict
+    metrics: RunMetrics
     already_complete: bool = False  # a continued run found the run finished and left it untouched
 
 
@@ -195,7 +196,7 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
     if start.action == "complete":
         if world.is_main and work_dir != run_dir:
             swap_in(work_dir, run_dir)
-        return TrainResult(run_dir / "model", json.loads((run_dir / "metrics.json").read_text()), True)
+        return TrainResult(run_dir / "model", RunMetrics.load(run_dir), True)
     if start.checkpoint is not None and world.is_main:
         print(f"resuming from {start.checkpoint}")
 
@@ -245,16 +246,16 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(start.checkpoint) if start.checkpoint else None)
     state = callback.state
-    metrics = {
-        "heldout": held_out,
-        "base": state.base_metrics,
-        "tuned": next(h for h in state.history if h["step"] == state.best_step),
-        "best_step": state.best_step,
-        "shipped": "base" if state.best_step <= 0 else "tuned",
-        "best_tuned": max((h for h in state.history if h["step"] > 0), key=lambda h: h[PRIMARY_METRIC], default=None),
-        "history": state.history,
-        "remining": state.remining,
-        "train": {
+    metrics = RunMetrics(
+        heldout=held_out,
+        base=state.base_metrics,
+        tuned=next(h for h in state.history if h["step"] == state.best_step),
+        best_step=state.best_step,
+        shipped="base" if state.best_step <= 0 else "tuned",
+        best_tuned=max((h for h in state.history if h["step"] > 0), key=lambda h: h[PRIMARY_METRIC], default=None),
+        history=state.history,
+        remining=state.remining,
+        train={
             "steps": output.global_step,
             "epochs": t.epochs,
             "loss": loss,
@@ -265,10 +266,10 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
             "seconds": round(time.perf_counter() - started, 1),
             "samples_per_second": output.metrics.get("train_samples_per_second"),
         },
-        "data": prepared.summary,
-        "eval_set": fingerprint["data"]["eval.parquet"],  # `ragtune index` compares models measured on the same set
-        "base_weights": base_weights,
-    }
+        data=prepared.summary,
+        eval_set=fingerprint["data"]["eval.parquet"],
+        base_weights=base_weights,
+    )
     if world.is_main:
         best = base_path if state.best_step <= 0 else work_dir / "checkpoints" / f"checkpoint-{state.best_step}"
         model.load_state_dict(load_model(str(best), m.device).state_dict())
@@ -276,7 +277,7 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
             average_with_base(
                 model, load_model(m.name, m.device), evaluator, t.wise_alphas, t.wise_prefer, metrics, callback
             )
-        model.model_card_data.eval_results_dict[evaluator] = {k: metrics["tuned"][k] for k in METRICS}  # these weights
+        model.model_card_data.eval_results_dict[evaluator] = {k: metrics.tuned[k] for k in METRICS}  # these weights
         finish_run(work_dir, model, full_length, metrics, config, prepared.audit)
         if callback.best_embeddings is not None:  # the final model's corpus embeddings: evaluate reuses them
             store_corpus_embeddings(
@@ -295,7 +296,7 @@ def _train(config: cfg.Config, resume: bool, overwrite: bool, callbacks: tuple, 
                 "max_seq_length": t.max_seq_length or full_length,
                 "hard_negative_update_frequency": t.hard_negative_update_frequency,
             },
-            {f"hparam/{PRIMARY_METRIC}": metrics["tuned"][PRIMARY_METRIC]},
+            {f"hparam/{PRIMARY_METRIC}": metrics.tuned[PRIMARY_METRIC]},
             run_name="hparams",
         )
         writer.close()
@@ -312,37 +313,37 @@ def print_summary(result: TrainResult, config: cfg.Config) -> None:
         print(f"{config.train.output}: already complete; {result.model_dir} left as it is (--overwrite trains again)")
         return
     metrics = result.metrics
-    base, run, label = metrics["base"], metrics["train"], held_out_label(metrics["heldout"]["kind"])
-    best = metrics["best_tuned"]
+    base, run, label = metrics.base, metrics.train, held_out_label(metrics.heldout["kind"])
+    best = metrics.best_tuned
     print(
         f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); {label} nDCG@10 "
         f"base {base.get('ndcg@10', float('nan')):.4f}, best epoch "
         f"{best['ndcg@10'] if best else float('nan'):.4f}"
     )
-    if "wise_alpha" in metrics["tuned"]:
+    if "wise_alpha" in metrics.tuned:
         print(
-            f"{result.model_dir} holds the alpha {metrics['tuned']['wise_alpha']:g} average of the best epoch and "
-            f"the base model ({label} nDCG@10 {metrics['tuned'][PRIMARY_METRIC]:.4f})"
+            f"{result.model_dir} holds the alpha {metrics.tuned['wise_alpha']:g} average of the best epoch and "
+            f"the base model ({label} nDCG@10 {metrics.tuned[PRIMARY_METRIC]:.4f})"
         )
-    if metrics["shipped"] == "base":
+    if metrics.shipped == "base":
         print(
             f"no tuned epoch beat the base model on the {label} queries: {result.model_dir} holds the base model "
             "(--keep-worse ships the best tuned epoch instead)"
         )
 
 
-def average_with_base(model, base, evaluator, alphas: list[float], prefer: bool, metrics: dict, callback) -> None:
+def average_with_base(model, base, evaluator, alphas: list[float], prefer: bool, metrics: RunMetrics, callback) -> None:
     """WiSE-FT candidates beside the best epoch; a winner replaces the tuned weights, metrics and cached embeddings."""
-    prefer_over = metrics["base"][PRIMARY_METRIC] if prefer else None
-    choice = choose_average(model, base.state_dict(), evaluator, alphas, metrics["tuned"][PRIMARY_METRIC], prefer_over)
-    metrics["wise"] = choice.as_dict()
+    prefer_over = metrics.base[PRIMARY_METRIC] if prefer else None
+    choice = choose_average(model, base.state_dict(), evaluator, alphas, metrics.tuned[PRIMARY_METRIC], prefer_over)
+    metrics.wise = choice.as_dict()
     for candidate in choice.candidates:
         ships = " (ships)" if candidate["alpha"] == choice.alpha else ""
         callback.say(
             f"WiSE alpha {candidate['alpha']:g}: {callback.duties.label} nDCG@10 {candidate[PRIMARY_METRIC]:.4f}{ships}"
         )
     if choice.alpha is not None:
-        metrics["tuned"] = {**metrics["tuned"], **choice.metrics, "wise_alpha": choice.alpha}
+        metrics.tuned = {**metrics.tuned, **choice.metrics, "wise_alpha": choice.alpha}
         callback.best_embeddings = choice.corpus_embeddings
 
 
@@ -355,11 +356,11 @@ def held_out_description(summary: dict) -> dict:
     }
 
 
-def finish_run(run_dir: Path, model, full_length: int, metrics: dict, config: cfg.Config, audit: dict) -> None:
+def finish_run(run_dir: Path, model, full_length: int, metrics: RunMetrics, config: cfg.Config, audit: dict) -> None:
     """model/ (the best weights at full max length, with its card), then metrics.json: together they mark
     the run finished, so they are written last and in this order; config.yaml follows."""
     with max_length(model, full_length), atomic_dir(run_dir / "model", overwrite=True) as tmp:
         model.save_pretrained(str(tmp))
         write_model_card(tmp / "README.md", metrics, config, audit)
-    write_json(run_dir / "metrics.json", metrics)
+    metrics.write(run_dir)
     write_text(run_dir / "config.yaml", cfg.to_yaml(config))
