@@ -9,6 +9,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime
@@ -157,3 +158,9 @@ def test_jobs_and_status_show_what_rank_zero_reported(cluster, capsys):
         assert "  trainer: 42% done, ETA 3m10s, ndcg@10=0.8123 step=5 (reported 2026-12-01T08:00:00Z)\n" in out, out
     finally:
         test_kubeflow.run_cli(capsys, "delete", name, "--kubeconfig", kubeconfig)
+
+
+def test_the_modules_a_pod_imports_first_do_not_load_torch():
+    """The image check imports these on a read-only root: torch (through dill) needs a writable /tmp."""
+    code = "import sys, ragtune.cluster.trainjob, ragtune.train.progress; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -12,8 +12,6 @@ import os
 import time
 import warnings
 
-from ragtune.retrieval.metrics import PRIMARY_METRIC
-
 SERVER_URL = "KUBEFLOW_TRAINER_SERVER_URL"
 MIN_INTERVAL = 5.0  # the SDK drops calls sooner than this after its last successful one
 
@@ -30,6 +28,8 @@ def trainjob_progress_callback(world):
     if not world.is_main or not os.environ.get(SERVER_URL):
         return None
     from transformers import TrainerCallback
+
+    from ragtune.retrieval.metrics import PRIMARY_METRIC  # here: importing this module stays free of torch
 
     import_sdk()
     from kubeflow.trainer.backends.kubernetes.utils import update_trainjob_status
