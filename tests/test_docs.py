@@ -38,3 +38,10 @@ def test_readme_commands_exist():
     blocks = "\n".join(re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S))
     used = set(re.findall(r"^ragtune (\w+)", blocks, flags=re.M)) | set(re.findall(r"&& ragtune (\w+)", blocks))
     assert used and used <= commands, used - commands
+
+
+def test_user_docs_hold_no_machine_names_or_lab_dates():
+    """History belongs in CHANGELOG.md, dated by version; the user docs say what is true now."""
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        found = re.findall(r"\b(?:AMD|Intel|EPYC|Xeon)\b|\b20\d\d-\d\d-\d\d\b", page.read_text())
+        assert not found, f"{page.name}: {found}"
