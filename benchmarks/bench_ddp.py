@@ -28,10 +28,19 @@ GLOBAL_BATCH = 32
 def worker(prepared: Path, run_dir: Path, result: Path, max_seq_length: int) -> None:
     world = current_world()
     timer = StepTimer()
-    config = cfg.load(None, {"train.prepared": str(prepared), "train.output": str(run_dir), "model.device": "cpu",
-                             "train.epochs": 1, "train.batch_size": GLOBAL_BATCH // world.size,
-                             "train.max_seq_length": max_seq_length, "train.hard_negative_update_frequency": 0,
-                             "train.checkpoint_steps": 10_000})  # fmt: skip
+    config = cfg.load(
+        None,
+        {
+            "train.prepared": str(prepared),
+            "train.output": str(run_dir),
+            "model.device": "cpu",
+            "train.epochs": 1,
+            "train.batch_size": GLOBAL_BATCH // world.size,
+            "train.max_seq_length": max_seq_length,
+            "train.hard_negative_update_frequency": 0,
+            "train.checkpoint_steps": 10_000,
+        },
+    )
     train(config, overwrite=True, callbacks=(timer,))
     if world.is_main:
         result.write_text(json.dumps({"steps": len(timer.ends) - 1, "rate": timer.samples_per_second(GLOBAL_BATCH)}))
@@ -54,11 +63,21 @@ def main() -> None:
     for nproc in (1, 2):
         result = work / f"result{nproc}.json"
         subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", __file__,
-             "--max-seq-length", str(options.max_seq_length),
-             "--worker", str(work / "prepared"), str(work / f"run{nproc}"), str(result)],
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                f"--nproc-per-node={nproc}",
+                __file__,
+                "--max-seq-length",
+                str(options.max_seq_length),
+                "--worker",
+                str(work / "prepared"),
+                str(work / f"run{nproc}"),
+                str(result),
+            ],
             check=True,
-        )  # fmt: skip
+        )
         rates[nproc] = json.loads(result.read_text())
     print("\n| processes | per-process batch | steps timed | samples/s | scaling efficiency |\n|---|---|---|---|---|")
     for nproc, measured in rates.items():
@@ -66,8 +85,10 @@ def main() -> None:
         print(
             f"| {nproc} | {GLOBAL_BATCH // nproc} | {measured['steps']} | {measured['rate']:.2f} | {efficiency:.2f} |"
         )
-    print(f"\nspeed-up 2 vs 1 process: {rates[2]['rate'] / rates[1]['rate']:.2f}x; global batch {GLOBAL_BATCH}, "
-          f"{options.rows} triplets, max length {options.max_seq_length}")  # fmt: skip
+    print(
+        f"\nspeed-up 2 vs 1 process: {rates[2]['rate'] / rates[1]['rate']:.2f}x; global batch {GLOBAL_BATCH}, "
+        f"{options.rows} triplets, max length {options.max_seq_length}"
+    )
     report_result(
         one_process=rates[1]["rate"], two_processes=rates[2]["rate"], speedup=rates[2]["rate"] / rates[1]["rate"]
     )

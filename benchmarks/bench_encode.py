@@ -43,10 +43,17 @@ def main() -> None:
     print("| backend | passages/s |\n|---|---|")
     for backend, rate in rates.items():
         print(f"| {backend} | {rate:.1f} |")
-    print(f"\nspeed ratio onnx / torch: {rates['onnx'] / rates['torch']:.2f}; export {export_seconds:.1f} s; "
-          f"lowest cosine {lowest:.8f}; {len(documents)} passages at {options.max_seq_length} tokens")  # fmt: skip
-    report_result(torch_per_s=rates["torch"], onnx_per_s=rates["onnx"], ratio=rates["onnx"] / rates["torch"],
-                  export_seconds=export_seconds, lowest_cosine=lowest)  # fmt: skip
+    print(
+        f"\nspeed ratio onnx / torch: {rates['onnx'] / rates['torch']:.2f}; export {export_seconds:.1f} s; "
+        f"lowest cosine {lowest:.8f}; {len(documents)} passages at {options.max_seq_length} tokens"
+    )
+    report_result(
+        torch_per_s=rates["torch"],
+        onnx_per_s=rates["onnx"],
+        ratio=rates["onnx"] / rates["torch"],
+        export_seconds=export_seconds,
+        lowest_cosine=lowest,
+    )
 
 
 if __name__ == "__main__":

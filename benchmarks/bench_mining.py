@@ -56,26 +56,43 @@ def main() -> None:
     ours = time.perf_counter() - started
     remine = time.perf_counter() - encoded
 
-    anchors = Dataset.from_dict({
-        "anchor": [dataset.queries[query_ids[q]] for q, _ in pairs],
-        "positive": [documents[p] for _, p in pairs],
-    })  # fmt: skip
+    anchors = Dataset.from_dict(
+        {
+            "anchor": [dataset.queries[query_ids[q]] for q, _ in pairs],
+            "positive": [documents[p] for _, p in pairs],
+        }
+    )
     started = time.perf_counter()
     theirs_out = mine_hard_negatives(
-        anchors, model, corpus=documents, range_min=10, range_max=50, min_score=0.3, relative_margin=0.05,
-        num_negatives=1, sampling_strategy="top", batch_size=options.batch_size, output_format="triplet",
+        anchors,
+        model,
+        corpus=documents,
+        range_min=10,
+        range_max=50,
+        min_score=0.3,
+        relative_margin=0.05,
+        num_negatives=1,
+        sampling_strategy="top",
+        batch_size=options.batch_size,
+        output_format="triplet",
         verbose=False,
-    )  # fmt: skip
+    )
     theirs = time.perf_counter() - started
 
     print(f"\n{len(pairs)} pairs, {len(documents):,} passages, ranks 10-50, floor 0.3, 0.95 x positive, 1 negative")
     print("| miner | seconds | pairs/s | pairs with a negative | ratio vs mine_hard_negatives |\n|---|---|---|---|---|")
-    print(f"| sentence-transformers mine_hard_negatives | {theirs:.1f} | {len(pairs) / theirs:.1f} | "
-          f"{len(theirs_out)} | 1.00 |")  # fmt: skip
-    print(f"| ragtune (encode + guard) | {ours:.1f} | {len(pairs) / ours:.1f} | "
-          f"{sum(bool(n) for n in negatives)} | {theirs / ours:.2f} |")  # fmt: skip
-    print(f"| ragtune re-mining (embeddings from the epoch's evaluation) | {remine:.2f} | {len(pairs) / remine:.0f} | "
-          f"{sum(bool(n) for n in negatives)} | {theirs / remine:.0f} |")  # fmt: skip
+    print(
+        f"| sentence-transformers mine_hard_negatives | {theirs:.1f} | {len(pairs) / theirs:.1f} | "
+        f"{len(theirs_out)} | 1.00 |"
+    )
+    print(
+        f"| ragtune (encode + guard) | {ours:.1f} | {len(pairs) / ours:.1f} | "
+        f"{sum(bool(n) for n in negatives)} | {theirs / ours:.2f} |"
+    )
+    print(
+        f"| ragtune re-mining (embeddings from the epoch's evaluation) | {remine:.2f} | {len(pairs) / remine:.0f} | "
+        f"{sum(bool(n) for n in negatives)} | {theirs / remine:.0f} |"
+    )
     print(f"\nguard audit: {audit.as_dict()}")
     report_result(theirs_s=theirs, ours_s=ours, ratio=theirs / ours, remine_s=remine)
 

@@ -22,7 +22,8 @@ from common import report_result
 
 from ragtune import api
 from ragtune import config as cfg
-from ragtune.evaluate.run import evaluate, markdown_table
+from ragtune.evaluate.run import evaluate
+from ragtune.evaluate.tables import markdown_table
 from ragtune.io.data import load_dataset
 from ragtune.retrieval.models import load_model
 
@@ -41,17 +42,32 @@ def plain_recipe(data: str, out: Path, t: cfg.TrainConfig) -> Path:
     model = load_model("all-MiniLM-L6-v2", "cpu")
     model.max_seq_length = t.max_seq_length
     triplets = mine_hard_negatives(
-        Dataset.from_dict({"query": [q for q, _ in pairs], "passage": [p for _, p in pairs]}), model,
-        corpus=list(text.values()), range_min=10, range_max=50, relative_margin=0.05, num_negatives=1,
-        sampling_strategy="top", batch_size=64,
-    )  # fmt: skip
+        Dataset.from_dict({"query": [q for q, _ in pairs], "passage": [p for _, p in pairs]}),
+        model,
+        corpus=list(text.values()),
+        range_min=10,
+        range_max=50,
+        relative_margin=0.05,
+        num_negatives=1,
+        sampling_strategy="top",
+        batch_size=64,
+    )
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "checkpoints"), num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size,
-        learning_rate=t.learning_rate, warmup_steps=t.warmup_ratio, lr_scheduler_type="linear",
-        batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to="none", use_cpu=True, seed=t.seed,
-    )  # fmt: skip
-    SentenceTransformerTrainer(model=model, args=args, train_dataset=triplets,
-                               loss=MultipleNegativesRankingLoss(model, scale=t.scale)).train()  # fmt: skip
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type="linear",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=t.seed,
+    )
+    SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=triplets, loss=MultipleNegativesRankingLoss(model, scale=t.scale)
+    ).train()
     model.max_seq_length = 256
     model.save_pretrained(str(out / "model"))
     return out / "model"
@@ -64,8 +80,15 @@ def main() -> None:
     options = parser.parse_args()
     out = Path(options.output)
     prepared = str(out / "prepared")
-    defaults = cfg.load(None, {"data.path": options.data, "data.output": prepared, "train.prepared": prepared,
-                               "train.output": str(out / "ragtune")})  # fmt: skip
+    defaults = cfg.load(
+        None,
+        {
+            "data.path": options.data,
+            "data.output": prepared,
+            "train.prepared": prepared,
+            "train.output": str(out / "ragtune"),
+        },
+    )
     seconds = {}
     started = time.perf_counter()
     plain_model = plain_recipe(options.data, out / "plain", defaults.train)
@@ -77,18 +100,27 @@ def main() -> None:
     dataset = load_dataset(options.data)
     judged = cfg.replace(defaults, **{"eval.models": ["all-MiniLM-L6-v2", str(plain_model), str(ours.model_dir)]})
     results = evaluate(dataset, judged.eval, defaults.model)
-    rows = {"BM25": results["bm25"], "base": results["all-MiniLM-L6-v2"],
-            f"plain sentence-transformers ({seconds['plain']:.0f} s)": results[str(plain_model)],
-            f"ragtune defaults ({seconds['ragtune']:.0f} s, ships {ours.metrics.shipped})":
-                results[str(ours.model_dir)]}  # fmt: skip
+    rows = {
+        "BM25": results["bm25"],
+        "base": results["all-MiniLM-L6-v2"],
+        f"plain sentence-transformers ({seconds['plain']:.0f} s)": results[str(plain_model)],
+        f"ragtune defaults ({seconds['ragtune']:.0f} s, ships {ours.metrics.shipped})": results[str(ours.model_dir)],
+    }
     print(markdown_table(rows))
     ndcg = {name: results[str(path)]["ndcg@10"] for name, path in (("plain", plain_model), ("ragtune", ours.model_dir))}
-    print(f"\nnDCG@10 ratio ragtune / plain: {ndcg['ragtune'] / ndcg['plain']:.3f}; "
-          f"wall-time ratio: {seconds['ragtune'] / seconds['plain']:.2f}")  # fmt: skip
+    print(
+        f"\nnDCG@10 ratio ragtune / plain: {ndcg['ragtune'] / ndcg['plain']:.3f}; "
+        f"wall-time ratio: {seconds['ragtune'] / seconds['plain']:.2f}"
+    )
     (out / "results.json").write_text(json.dumps({"results": rows, "seconds": seconds}, indent=2))
-    report_result(plain_ndcg=ndcg["plain"], ragtune_ndcg=ndcg["ragtune"], ndcg_ratio=ndcg["ragtune"] / ndcg["plain"],
-                  plain_seconds=seconds["plain"], ragtune_seconds=seconds["ragtune"],
-                  time_ratio=seconds["ragtune"] / seconds["plain"])  # fmt: skip
+    report_result(
+        plain_ndcg=ndcg["plain"],
+        ragtune_ndcg=ndcg["ragtune"],
+        ndcg_ratio=ndcg["ragtune"] / ndcg["plain"],
+        plain_seconds=seconds["plain"],
+        ragtune_seconds=seconds["ragtune"],
+        time_ratio=seconds["ragtune"] / seconds["plain"],
+    )
 
 
 if __name__ == "__main__":

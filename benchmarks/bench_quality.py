@@ -22,7 +22,8 @@ from common import report_result
 
 from ragtune import api
 from ragtune import config as cfg
-from ragtune.evaluate.run import evaluate, markdown_table
+from ragtune.evaluate.run import evaluate
+from ragtune.evaluate.tables import markdown_table
 from ragtune.io.data import load_dataset
 
 PREPARE_SECTIONS = ("data", "mining", "synthetic")
@@ -55,11 +56,20 @@ def main() -> None:
         key = json.dumps(prepare_keys, sort_keys=True)
         if key not in prepared_for:
             prepared = out / f"prepared-{len(prepared_for)}"
-            api.prepare(cfg.load(None, {"data.path": options.data, "data.output": str(prepared), **prepare_keys}),
-                        overwrite=True)  # fmt: skip
+            api.prepare(
+                cfg.load(None, {"data.path": options.data, "data.output": str(prepared), **prepare_keys}),
+                overwrite=True,
+            )
             prepared_for[key] = prepared
-        config = cfg.load(None, {"data.path": options.data, "train.prepared": str(prepared_for[key]),
-                                 "train.output": str(out / name), **overrides})  # fmt: skip
+        config = cfg.load(
+            None,
+            {
+                "data.path": options.data,
+                "train.prepared": str(prepared_for[key]),
+                "train.output": str(out / name),
+                **overrides,
+            },
+        )
         started = time.perf_counter()
         trained = api.train(config, overwrite=True)
         seconds[name] = round(time.perf_counter() - started, 1)

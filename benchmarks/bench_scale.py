@@ -39,14 +39,19 @@ def write_corpus(directory: Path, passages: int, words: int, seed: int = 0, sent
     ranks = np.minimum(rng.zipf(1.3, size=(passages, words)), len(vocab)) - 1
     texts = [" ".join(vocab[row]) for row in ranks]
     if sentence_words:
-        texts = [". ".join(" ".join(ws[i : i + sentence_words]).capitalize() for i in range(0, len(ws), sentence_words))
-                 + "." for ws in (text.split() for text in texts)]  # fmt: skip
+        texts = [
+            ". ".join(" ".join(ws[i : i + sentence_words]).capitalize() for i in range(0, len(ws), sentence_words))
+            + "."
+            for ws in (text.split() for text in texts)
+        ]
     with open(directory / "corpus.jsonl", "w", encoding="utf-8") as handle:
         for i, text in enumerate(texts):
             handle.write(json.dumps({"_id": f"d{i}", "title": "", "text": text}) + "\n")
     targets = np.arange(0, passages, 20)
-    with open(directory / "queries.jsonl", "w", encoding="utf-8") as queries, \
-            open(directory / "qrels" / "train.tsv", "w", encoding="utf-8") as qrels:  # fmt: skip
+    with (
+        open(directory / "queries.jsonl", "w", encoding="utf-8") as queries,
+        open(directory / "qrels" / "train.tsv", "w", encoding="utf-8") as qrels,
+    ):
         qrels.write("query-id\tcorpus-id\tscore\n")
         for target in targets:
             words_of = texts[target].split()
@@ -58,8 +63,21 @@ def write_corpus(directory: Path, passages: int, words: int, seed: int = 0, sent
 
 def run_prepare(data: Path, output: Path, cache: Path, extra: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (GiB) of one `ragtune prepare` process."""
-    command = [sys.executable, "-m", "ragtune.cli", "prepare", "--data", str(data), "--output", str(output),
-               "--cache-dir", str(cache), "--device", "cpu", *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "ragtune.cli",
+        "prepare",
+        "--data",
+        str(data),
+        "--output",
+        str(output),
+        "--cache-dir",
+        str(cache),
+        "--device",
+        "cpu",
+        *extra,
+    ]
     started = time.perf_counter()
     process = subprocess.Popen(command, env=dict(os.environ, HF_HUB_OFFLINE="1"), stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
@@ -73,9 +91,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     parser.add_argument("--words", type=int, default=16, help="words per synthetic passage")
-    parser.add_argument("--zero-label", type=int, default=0, metavar="PASSAGES",
-                        help="passages-only mode (--corpus-only): synthetic queries from this many passages, "
-                             "the teacher over the whole corpus; passages get 10-word sentences")  # fmt: skip
+    parser.add_argument(
+        "--zero-label",
+        type=int,
+        default=0,
+        metavar="PASSAGES",
+        help="passages-only mode (--corpus-only): synthetic queries from this many passages, "
+        "the teacher over the whole corpus; passages get 10-word sentences",
+    )
     options = parser.parse_args()
     extra = ["--corpus-only", "--passages", str(options.zero_label)] if options.zero_label else []
 
@@ -93,8 +116,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for size, queries, seconds, peak in rows:
         linearity = (seconds / base_seconds) / (size / base_size)
-        print(f"| {size:,} | {queries:,} | {seconds:.0f} | {1000 * seconds / size:.2f} | "
-              f"{linearity:.2f} | {peak:.2f} |")  # fmt: skip
+        print(
+            f"| {size:,} | {queries:,} | {seconds:.0f} | {1000 * seconds / size:.2f} | {linearity:.2f} | {peak:.2f} |"
+        )
     mode = f"passages only, queries from {options.zero_label} passages" if extra else "`ragtune prepare` defaults"
     print(f"\n{options.words} words per passage, cold embedding cache, {mode}; goal: < 4 GiB")
     size, _, seconds, peak = rows[-1]

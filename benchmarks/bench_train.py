@@ -33,10 +33,18 @@ def plain_trainer(rows: pd.DataFrame, out: Path, batch_size: int, max_seq_length
     model.max_seq_length = max_seq_length
     dataset = Dataset.from_pandas(rows[["anchor", "positive", "negative"]], preserve_index=False)
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=batch_size, learning_rate=6e-5,
-        warmup_steps=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to="none",
-        use_cpu=True, seed=42, logging_steps=5,
-    )  # fmt: skip
+        output_dir=str(out),
+        num_train_epochs=1,
+        per_device_train_batch_size=batch_size,
+        learning_rate=6e-5,
+        warmup_steps=0.1,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=42,
+        logging_steps=5,
+    )
     SentenceTransformerTrainer(
         model=model,
         args=args,
@@ -61,10 +69,19 @@ def main() -> None:
     plain = StepTimer()
     plain_trainer(rows, work / "plain", options.batch_size, options.max_seq_length, plain)
     ours = StepTimer()
-    config = cfg.load(None, {"train.prepared": str(prepared), "train.output": str(work / "ragtune"),
-                             "model.device": "cpu", "train.epochs": 1, "train.batch_size": options.batch_size,
-                             "train.max_seq_length": options.max_seq_length,
-                             "train.hard_negative_update_frequency": 0, "train.checkpoint_steps": 10_000})  # fmt: skip
+    config = cfg.load(
+        None,
+        {
+            "train.prepared": str(prepared),
+            "train.output": str(work / "ragtune"),
+            "model.device": "cpu",
+            "train.epochs": 1,
+            "train.batch_size": options.batch_size,
+            "train.max_seq_length": options.max_seq_length,
+            "train.hard_negative_update_frequency": 0,
+            "train.checkpoint_steps": 10_000,
+        },
+    )
     train(config, overwrite=True, callbacks=(ours,))
     plain_rate, our_rate = (
         plain.samples_per_second(options.batch_size),

@@ -73,8 +73,10 @@ def main() -> None:
         corpus = encode(model, corpus_docs, 64, "document", "encode corpus")
         held = ndcg(model, [held_text[q] for q in held_ids], held_ids, corpus, corpus_ids, held_qrels)
         test_corpus = corpus if test_docs == corpus_docs else encode(model, test_docs, 64, "document", "encode corpus")
-        real = {split: ndcg(model, texts, ids, test_corpus, test_ids, qrels)
-                for split, (texts, ids, qrels) in real_queries.items()}  # fmt: skip
+        real = {
+            split: ndcg(model, texts, ids, test_corpus, test_ids, qrels)
+            for split, (texts, ids, qrels) in real_queries.items()
+        }
         rows.append((alpha, held, real))
         scores = ", ".join(f"{split} nDCG@10 {value:.4f}" for split, value in real.items())
         print(f"alpha {alpha}: held-out nDCG@10 {held:.4f}, {scores}", flush=True)

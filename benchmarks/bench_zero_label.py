@@ -64,8 +64,17 @@ def training_triplets(corpus, corpus_emb, model, teacher, spec, passages, batch_
     candidates, mining_audit = mine(query_emb, corpus_emb, pairs, {i: {r} for i, r in pairs}, sources, params)
 
     documents = corpus["document"].tolist()
-    check = TeacherCheck.build(teacher, model, queries["query"].tolist(), query_emb, pairs,
-                               queries["positive"].tolist(), documents, corpus_emb, batch_size)  # fmt: skip
+    check = TeacherCheck.build(
+        teacher,
+        model,
+        queries["query"].tolist(),
+        query_emb,
+        pairs,
+        queries["positive"].tolist(),
+        documents,
+        corpus_emb,
+        batch_size,
+    )
     padded = [list(c) + [-1] * (CANDIDATES - len(c)) for c in candidates]
     scores = check.scores(np.arange(len(pairs)), np.array(padded))
     flagged = flag_false_negatives(scores[:, 0], scores[:, 1:])
@@ -100,13 +109,24 @@ def train(triplets: pd.DataFrame, loss_name: str, out: Path, batch_size: int, lr
     columns = ["query", "positive", "negative"] + (["label"] if loss_name == "marginmse" else [])
     # MarginMSELoss defaults to the dot product; the teacher's labels are cosine margins (ragtune.teacher.fuse), so
     # say cosine: the same number for a model that ends in Normalize, and still the right scale for one that does not
-    loss = (MarginMSELoss(model, similarity_fct=pairwise_cos_sim) if loss_name == "marginmse"
-            else MultipleNegativesRankingLoss(model))  # fmt: skip
+    loss = (
+        MarginMSELoss(model, similarity_fct=pairwise_cos_sim)
+        if loss_name == "marginmse"
+        else MultipleNegativesRankingLoss(model)
+    )
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=batch_size, learning_rate=lr,
-        warmup_steps=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", report_to="none",
-        use_cpu=True, seed=42, logging_steps=10,
-    )  # fmt: skip
+        output_dir=str(out),
+        num_train_epochs=1,
+        per_device_train_batch_size=batch_size,
+        learning_rate=lr,
+        warmup_steps=0.1,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=42,
+        logging_steps=10,
+    )
     dataset = Dataset.from_pandas(triplets[columns], preserve_index=False)
     SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss).train()
     model.max_seq_length = 256
@@ -193,8 +213,9 @@ def main() -> None:
         key += f"-max{options.max_triplets}"
         clock.lap(f"kept a random {len(triplets)} of them (--max-triplets)")
 
-    tuned = train(triplets, options.loss, out / "model", options.batch_size, options.learning_rate,
-                  options.max_seq_length)  # fmt: skip
+    tuned = train(
+        triplets, options.loss, out / "model", options.batch_size, options.learning_rate, options.max_seq_length
+    )
     clock.lap(f"training: 1 epoch, {options.loss}, {len(triplets)} triplets")
     tuned_corpus = encode(tuned, documents, 64, "document", "encode corpus (tuned)")
     tuned_queries = encode(tuned, test_queries, 64, "query")
@@ -206,12 +227,19 @@ def main() -> None:
     base_ndcg = results["base"]["ndcg@10"]
     print("\n| system | nDCG@10 | MRR@10 | Recall@100 | nDCG@10 / base |\n|---|---|---|---|---|")
     for system, m in results.items():
-        print(f"| {system} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} | {m['recall@100']:.4f} | "
-              f"{m['ndcg@10'] / base_ndcg:.3f} |")  # fmt: skip
+        print(
+            f"| {system} | {m['ndcg@10']:.4f} | {m['mrr@10']:.4f} | {m['recall@100']:.4f} | "
+            f"{m['ndcg@10'] / base_ndcg:.3f} |"
+        )
     print("\nteacher evidence:", json.dumps(choice.evidence, indent=1))
     print("training data:", json.dumps(info, indent=1))
-    record = {"options": vars(options), "results": results, "teacher": choice.as_dict(), "training": info,
-              "seconds": clock.laps}  # fmt: skip
+    record = {
+        "options": vars(options),
+        "results": results,
+        "teacher": choice.as_dict(),
+        "training": info,
+        "seconds": clock.laps,
+    }
     (out / f"result-{key}-{options.loss}.json").write_text(json.dumps(record, indent=2))
     report_result(base=base_ndcg, bm25=results["bm25"]["ndcg@10"], tuned=results[f"tuned ({options.loss})"]["ndcg@10"])
 

@@ -92,9 +92,12 @@ def run(command: str) -> dict:
     result = next((json.loads(line[7:]) for line in reversed(lines) if line.startswith("RESULT ")), {})
     first_table = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
     return {
-        "command": command, "seconds": time.perf_counter() - started, "peak_rss_gib": usage.ru_maxrss / 1024**2,
-        "output": [line for line in lines[first_table:] if not line.startswith("RESULT ")], "result": result,
-    }  # fmt: skip
+        "command": command,
+        "seconds": time.perf_counter() - started,
+        "peak_rss_gib": usage.ru_maxrss / 1024**2,
+        "output": [line for line in lines[first_table:] if not line.startswith("RESULT ")],
+        "result": result,
+    }
 
 
 def metrics_of(path: str) -> dict:
@@ -113,8 +116,12 @@ def derived(name: str) -> dict:
         run_metrics = RunMetrics.load(REPO / WORK / "pp-run")
         results = metrics_of(f"{WORK}/pp-eval/metrics.json")["results"]
         tuned = results[next(k for k in results if k.endswith("pp-run/model"))]
-        return {"held_out_base": run_metrics.base["ndcg@10"], "held_out_tuned": run_metrics.tuned["ndcg@10"],
-                "claims_base": results["all-MiniLM-L6-v2"]["ndcg@10"], "claims_tuned": tuned["ndcg@10"]}  # fmt: skip
+        return {
+            "held_out_base": run_metrics.base["ndcg@10"],
+            "held_out_tuned": run_metrics.tuned["ndcg@10"],
+            "claims_base": results["all-MiniLM-L6-v2"]["ndcg@10"],
+            "claims_tuned": tuned["ndcg@10"],
+        }
     return {}
 
 
@@ -128,15 +135,19 @@ def summary_value(name: str, r: dict, seconds: float) -> str:
             f"nDCG@10 BM25 {r['bm25']:.4f} / base {r['base']:.4f} / tuned **{r['tuned']:.4f}**; demo {minutes:.1f} min"
         )
     if name == "passages":
-        return (f"held-out title->passage {r['held_out_base']:.4f} -> {r['held_out_tuned']:.4f}; "
-                f"SciFact claims {r['claims_base']:.4f} -> {r['claims_tuned']:.4f}")  # fmt: skip
+        return (
+            f"held-out title->passage {r['held_out_base']:.4f} -> {r['held_out_tuned']:.4f}; "
+            f"SciFact claims {r['claims_base']:.4f} -> {r['claims_tuned']:.4f}"
+        )
     if name == "train":
         return (
             f"ratio **{r['ratio']:.2f}** ({r['ragtune_samples_per_s']:.2f} vs {r['plain_samples_per_s']:.2f} samples/s)"
         )
     if name == "plain":
-        return (f"nDCG@10 ratio **{r['ndcg_ratio']:.3f}** ({r['ragtune_ndcg']:.4f} vs {r['plain_ndcg']:.4f}); "
-                f"wall-time ratio {r['time_ratio']:.2f}")  # fmt: skip
+        return (
+            f"nDCG@10 ratio **{r['ndcg_ratio']:.3f}** ({r['ragtune_ndcg']:.4f} vs {r['plain_ndcg']:.4f}); "
+            f"wall-time ratio {r['time_ratio']:.2f}"
+        )
     if name == "encode":
         return f"onnx / torch **{r['ratio']:.2f}x**; lowest cosine {r['lowest_cosine']:.8f}"
     if name == "mining":
@@ -144,8 +155,10 @@ def summary_value(name: str, r: dict, seconds: float) -> str:
         return f"ratio **{r['ratio']:.2f}** ({cold}); re-mining {r['remine_s']:.2f} s"
     if name == "feast":
         latency = f"search p50 {r['search_p50_ms']:.1f} ms / p95 {r['search_p95_ms']:.1f} ms"
-        return (f"{latency} (numpy {r['brute_p50_ms']:.2f} ms); recall@10 **{r['recall_at_10']:.4f}**; index "
-                f"{r['index_per_s']:.1f} vs encode {r['raw_encode_per_s']:.1f} passages/s")  # fmt: skip
+        return (
+            f"{latency} (numpy {r['brute_p50_ms']:.2f} ms); recall@10 **{r['recall_at_10']:.4f}**; index "
+            f"{r['index_per_s']:.1f} vs encode {r['raw_encode_per_s']:.1f} passages/s"
+        )
     if name == "ddp":
         return f"{r['one_process']:.2f} -> {r['two_processes']:.2f} samples/s (**{r['speedup']:.2f}x**)"
     if name == "errors":
@@ -163,17 +176,22 @@ def machine() -> str:
     import sentence_transformers
     import torch
 
-    return (f"{os.cpu_count()} CPU cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, sentence-transformers {sentence_transformers.__version__}")  # fmt: skip
+    return (
+        f"{os.cpu_count()} CPU cores ({cpu}), {memory:.0f} GiB, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, sentence-transformers {sentence_transformers.__version__}"
+    )
 
 
 def write_page(stored: dict[str, dict]) -> None:
     lines = [
-        "# Benchmarks", "",
+        "# Benchmarks",
+        "",
         "Written by `make bench` (`benchmarks/run_all.py`) from the results in `benchmarks/results/`. Every number",
-        "comes from the command beside it; re-run one section with `make bench ONLY=NAME`.", "",
-        "| section | result | wall | peak RSS | command(s) | measured on |", "|---|---|---|---|---|---|",
-    ]  # fmt: skip
+        "comes from the command beside it; re-run one section with `make bench ONLY=NAME`.",
+        "",
+        "| section | result | wall | peak RSS | command(s) | measured on |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in SECTIONS:
         if name not in stored:
             continue
@@ -181,8 +199,10 @@ def write_page(stored: dict[str, dict]) -> None:
         seconds = sum(run["seconds"] for run in entry["runs"])
         peak = max(run["peak_rss_gib"] for run in entry["runs"])
         commands = "<br>".join(f"`{run['command']}`" for run in entry["runs"])
-        lines.append(f"| {name} | {summary_value(name, entry['result'], seconds)} | {seconds / 60:.1f} min | "
-                     f"{peak:.2f} GiB | {commands} | {entry['date']} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {summary_value(name, entry['result'], seconds)} | {seconds / 60:.1f} min | "
+            f"{peak:.2f} GiB | {commands} | {entry['date']} |"
+        )
     for name in SECTIONS:
         if name in stored:
             entry = stored[name]
@@ -205,8 +225,12 @@ def main() -> None:
         for name in options.only or SECTIONS:
             runs = [run(command) for command in SECTIONS[name].commands]
             result = {**derived(name), **{k: v for r in runs for k, v in r["result"].items()}}
-            entry = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-                     "runs": runs, "result": result}  # fmt: skip
+            entry = {
+                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "machine": machine(),
+                "runs": runs,
+                "result": result,
+            }
             (RESULTS / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")
     write_page({path.stem: json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))})
     print(f"\nwrote {PAGE}")

@@ -20,6 +20,10 @@ with gzip.GzipFile("data/scifact-passages.jsonl.gz", "wb", mtime=0) as raw:
         sentences = re.split(r"(?<=[.!?])\s+", paper["text"].strip())
         for start in range(0, len(sentences), SENTENCES_PER_PASSAGE):
             chunk = " ".join(sentences[start : start + SENTENCES_PER_PASSAGE])
-            row = {"id": f"{paper['_id']}-{start // SENTENCES_PER_PASSAGE}", "title": paper["title"],
-                   "text": chunk, "source_id": paper["_id"]}  # fmt: skip
+            row = {
+                "id": f"{paper['_id']}-{start // SENTENCES_PER_PASSAGE}",
+                "title": paper["title"],
+                "text": chunk,
+                "source_id": paper["_id"],
+            }
             raw.write((json.dumps(row) + "\n").encode("utf-8"))

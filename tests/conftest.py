@@ -76,8 +76,13 @@ def model():
 def prepared_dir(scifact_slice, tmp_path_factory):
     """Prepared slice cut to 40 training rows so a run is a few steps."""
     out = tmp_path_factory.mktemp("train") / "prepared"
-    overrides = {"data.path": str(scifact_slice), "data.output": str(out), "data.eval_fraction": 0.15,
-                 "mining.range_min": 0, "mining.min_score": 0.1}  # fmt: skip
+    overrides = {
+        "data.path": str(scifact_slice),
+        "data.output": str(out),
+        "data.eval_fraction": 0.15,
+        "mining.range_min": 0,
+        "mining.min_score": 0.1,
+    }
     from ragtune import api
     from ragtune import config as cfg
 
@@ -92,10 +97,20 @@ def train_config(prepared: Path, output: Path, **overrides):
     from ragtune import config as cfg
 
     settings = {
-        "train.prepared": str(prepared), "train.output": str(output), "model.device": "cpu", "train.epochs": 2,
-        "train.learning_rate": 5e-5, "train.batch_size": 8, "train.mini_batch_size": 4, "train.max_seq_length": 64,
-        "train.checkpoint_steps": 3, "train.logging_steps": 1, "train.seed": 1, "mining.range_min": 0,
-        "mining.range_max": 30, "mining.min_score": 0.1,
-    }  # fmt: skip
+        "train.prepared": str(prepared),
+        "train.output": str(output),
+        "model.device": "cpu",
+        "train.epochs": 2,
+        "train.learning_rate": 5e-5,
+        "train.batch_size": 8,
+        "train.mini_batch_size": 4,
+        "train.max_seq_length": 64,
+        "train.checkpoint_steps": 3,
+        "train.logging_steps": 1,
+        "train.seed": 1,
+        "mining.range_min": 0,
+        "mining.range_max": 30,
+        "mining.min_score": 0.1,
+    }
     settings.update({key.replace("__", "."): value for key, value in overrides.items()})
     return cfg.load(None, settings)

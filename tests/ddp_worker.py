@@ -36,7 +36,14 @@ class RecordRank(TrainerCallback):
 if __name__ == "__main__":
     prepared, run_dir, out, gather = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] == "1"
     out.mkdir(parents=True, exist_ok=True)
-    config = train_config(prepared, run_dir, train__epochs=1, train__batch_size=4, train__warmup_ratio=0.0,
-                          train__hard_negative_update_frequency=0, train__checkpoint_steps=100,
-                          train__gather_across_devices=gather)  # fmt: skip
+    config = train_config(
+        prepared,
+        run_dir,
+        train__epochs=1,
+        train__batch_size=4,
+        train__warmup_ratio=0.0,
+        train__hard_negative_update_frequency=0,
+        train__checkpoint_steps=100,
+        train__gather_across_devices=gather,
+    )
     train(config, callbacks=(RecordRank(out),))

@@ -29,8 +29,11 @@ SENTINEL = "results the user already had\n"
 
 
 def snapshot(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def beir_copy(src: Path, dst: Path) -> Path:
@@ -163,38 +166,38 @@ CASES = {
         edit_beir("queries.jsonl", b'{"_id": "q", "text": "caf\xe9"}\n'),
         ["--data", "{input}"],
         "not UTF-8",
-    ),  # fmt: skip
+    ),
     "prepare-unknown-doc": (
         "prepare",
         append_beir("qrels/train.tsv", "1\tno-such-doc\t1\n"),
         ["--data", "{input}"],
         "no-such-doc",
-    ),  # fmt: skip
+    ),
     "prepare-qrels-header": (
         "prepare",
         edit_beir("qrels/train.tsv", "q\td\ts\n1\t2\t1\n"),
         ["--data", "{input}"],
         "header",
-    ),  # fmt: skip
+    ),
     "prepare-bad-score": (
         "prepare",
         append_beir("qrels/train.tsv", "1\t4983\thigh\n"),
         ["--data", "{input}"],
         "score 'high'",
-    ),  # fmt: skip
+    ),
     "prepare-passages-no-text": ("prepare", passages([{"id": "a", "title": "t"}]), ["--data", "{input}"], "text"),
     "prepare-passages-dup-id": (
         "prepare",
         passages([{"id": "a", "title": "t", "text": "x"}] * 2),
         ["--data", "{input}"],
         "duplicate id",
-    ),  # fmt: skip
+    ),
     "prepare-passages-unknown-format": (
         "prepare",
         passages(b"id,title,text\n", "p.csv"),
         ["--data", "{input}"],
         "unknown input",
-    ),  # fmt: skip
+    ),
     "prepare-passages-too-few": (
         "prepare",
         passages(
@@ -202,7 +205,7 @@ CASES = {
         ),
         ["--data", "{input}"],
         "too few to hold out",
-    ),  # fmt: skip
+    ),
     "prepare-passages-too-short": (
         "prepare",
         passages(
@@ -210,37 +213,37 @@ CASES = {
         ),
         ["--data", "{input}"],
         "passages with two or more sentences",
-    ),  # fmt: skip
+    ),
     "prepare-llm-unreachable": (
         "prepare",
         long_enough,
         "--data {input} --generator llm --llm-endpoint http://127.0.0.1:9/v1 --llm-model m --llm-retries 0".split(),
         "synthetic.llm_endpoint http://127.0.0.1:9/v1/chat/completions: unreachable (",
-    ),  # fmt: skip
+    ),
     "prepare-cross-encoder-not-one": (
         "prepare",
         long_enough,
         ["--data", "{input}", "--teacher", "cross-encoder", "--cross-encoder", "{slice}"],
         "no readable config.json; pass a local cross-encoder directory",
-    ),  # fmt: skip
+    ),
     "prepare-llm-no-model": (
         "prepare",
         good_data,
         ["--data", "{input}", "--generator", "llm", "--llm-endpoint", "http://127.0.0.1:9/v1"],
         "synthetic.llm_endpoint and synthetic.llm_model must be set",
-    ),  # fmt: skip
+    ),
     "prepare-eval-fraction": (
         "prepare",
         good_data,
         ["--data", "{input}", "--eval-fraction", "1.5"],
         "data.eval_fraction",
-    ),  # fmt: skip
+    ),
     "prepare-eval-fraction-zero": (
         "prepare",
         good_data,
         ["--data", "{input}", "--eval-fraction", "0"],
         "data.eval_fraction",
-    ),  # fmt: skip
+    ),
     "prepare-unknown-model": ("prepare", good_data, ["--data", "{input}", "--model", "no/such-model"], "no/such-model"),
     # train
     "train-missing-prepared": ("train", nothing, ["--data", "{input}"], "train.parquet"),
@@ -257,7 +260,7 @@ CASES = {
         append_beir("qrels/test.tsv", "1\tghost\t1\n"),
         ["--data", "{input}"],
         "ghost",
-    ),  # fmt: skip
+    ),
     "evaluate-missing-data": ("evaluate", nothing, ["--data", "{input}"], "not found"),
     # submit and the job verbs
     "submit-no-kubeconfig": ("submit", nothing, ["--kubeconfig", "{input}"], "kubeconfig not found"),
@@ -336,23 +339,35 @@ EXECUTABLE_CASES = {
     "device-cuda-without-cuda": ("prepare", good_data, ["--data", "{input}", "--device", "cuda"], "no CUDA device"),
     "device-tpu": ("prepare", config_file("model: {device: tpu}\n"), ["--config", "{input}"], "model.device"),
     "max-seq-length-beyond-the-model": (
-        "train", good_prepared, ["--data", "{input}", "--max-seq-length", "100000"], "reads at most 512 tokens"
+        "train",
+        good_prepared,
+        ["--data", "{input}", "--max-seq-length", "100000"],
+        "reads at most 512 tokens",
     ),
     "unwritable-cache-dir": (
-        "prepare", long_enough, ["--data", "{input}", "--cache-dir", "{input}/cache"], "not a writable directory"
+        "prepare",
+        long_enough,
+        ["--data", "{input}", "--cache-dir", "{input}/cache"],
+        "not a writable directory",
     ),
     "model-not-loadable": (
-        "prepare", unloadable_model, ["--data", "{slice}", "--model", "{input}"], "could not be loaded"
+        "prepare",
+        unloadable_model,
+        ["--data", "{slice}", "--model", "{input}"],
+        "could not be loaded",
     ),
     "search-non-utf8": (
-        "search", feast_repo(384), [b"caf\xe9".decode("utf-8", "surrogateescape"), "--repo", "{input}"], "not UTF-8"
+        "search",
+        feast_repo(384),
+        [b"caf\xe9".decode("utf-8", "surrogateescape"), "--repo", "{input}"],
+        "not UTF-8",
     ),
     "search-empty": ("search", feast_repo(384), ["  ", "--repo", "{input}"], "the question is empty"),
     "qrels-conflicting-duplicate": ("prepare", conflicting_qrels, ["--data", "{input}"], "judged twice"),
     "qrels-negative": ("prepare", append_beir("qrels/train.tsv", "1\t4983\t-1\n"), ["--data", "{input}"], "'-1'"),
     "parquet-nan-id": ("prepare", parquet_passages(["a", None]), ["--data", "{input}"], "passage number(s) 2"),
     "parquet-float-id": ("prepare", parquet_passages([1.0, 2.0]), ["--data", "{input}"], "non-integer numeric id"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(EXECUTABLE_CASES))

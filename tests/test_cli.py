@@ -32,9 +32,18 @@ def assert_user_error(result, *needles):
 def prepared_dir(scifact_slice, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "prepared"
     result = run(
-        "prepare", "--data", scifact_slice, "--output", out,
-        "--range-min", "0", "--min-score", "0.2", "--random-negative-ratio", "0.2",
-    )  # fmt: skip
+        "prepare",
+        "--data",
+        scifact_slice,
+        "--output",
+        out,
+        "--range-min",
+        "0",
+        "--min-score",
+        "0.2",
+        "--random-negative-ratio",
+        "0.2",
+    )
     assert result.returncode == 0, result.stderr
     assert "mining audit" in result.stdout
     return out
@@ -42,9 +51,14 @@ def prepared_dir(scifact_slice, tmp_path_factory):
 
 def test_prepare_writes_every_artifact(prepared_dir):
     assert sorted(p.name for p in prepared_dir.iterdir()) == [
-        ".ragtune-output", "audit.json", "config.yaml", "corpus.parquet", "eval.parquet", "summary.json",
+        ".ragtune-output",
+        "audit.json",
+        "config.yaml",
+        "corpus.parquet",
+        "eval.parquet",
+        "summary.json",
         "train.parquet",
-    ]  # fmt: skip
+    ]
     config = yaml.safe_load((prepared_dir / "config.yaml").read_text())
     assert config["mining"]["range_min"] == 0 and config["mining"]["random_negative_ratio"] == 0.2
     audit = json.loads((prepared_dir / "audit.json").read_text())
@@ -77,8 +91,9 @@ def test_passages_only_file_prepares_end_to_end(tmp_path):
     rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:120]
     rows.to_parquet(tmp_path / "passages.parquet")
     out = tmp_path / "prepared"
-    result = run("prepare", "--data", tmp_path / "passages.parquet", "--output", out, "--range-min", "0",
-                 "--min-score", "0.1")  # fmt: skip
+    result = run(
+        "prepare", "--data", tmp_path / "passages.parquet", "--output", out, "--range-min", "0", "--min-score", "0.1"
+    )
     assert result.returncode == 0, result.stderr
     samples = pd.read_parquet(out / "train.parquet")
     corpus = pd.read_parquet(out / "corpus.parquet").set_index("id")
@@ -92,8 +107,10 @@ def test_passages_only_file_prepares_end_to_end(tmp_path):
     assert len(negatives) > 0
     assert samples["label"].isna().equals(samples["negative_id"].isna())  # a teacher margin for every negative
     assert (negatives.loc[negatives["kind"] == "hard_negative", "label"] > 0).all()  # vetoed: at or above the positive
-    assert (corpus.loc[negatives["negative_id"], "source_id"].to_numpy()
-            != corpus.loc[negatives["positive_id"], "source_id"].to_numpy()).all()  # fmt: skip
+    assert (
+        corpus.loc[negatives["negative_id"], "source_id"].to_numpy()
+        != corpus.loc[negatives["positive_id"], "source_id"].to_numpy()
+    ).all()
 
 
 def test_bad_inputs_exit_2_with_one_line(tmp_path, scifact_slice):
@@ -137,8 +154,19 @@ def test_repros_of_the_training_core_issue(tmp_path, prepared_dir):
     rows.loc[[3, 70], ["title", "text"]] = ""
     rows.to_json(tmp_path / "passages.jsonl", orient="records", lines=True)
     out = tmp_path / "prepared"
-    result = run("prepare", "--config", config, "--range-min", "5", "--data", tmp_path / "passages.jsonl",
-                 "--output", out, "--min-score", "0.1")  # fmt: skip
+    result = run(
+        "prepare",
+        "--config",
+        config,
+        "--range-min",
+        "5",
+        "--data",
+        tmp_path / "passages.jsonl",
+        "--output",
+        out,
+        "--min-score",
+        "0.1",
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "skipped 2 empty passage(s)" in result.stderr
     assert len(pd.read_parquet(out / "corpus.parquet")) == 138
@@ -147,8 +175,21 @@ def test_repros_of_the_training_core_issue(tmp_path, prepared_dir):
     assert_user_error(zero, "data.eval_fraction", "(0, 1)")
 
     run_dir = tmp_path / "run"
-    train = ["train", "--data", prepared_dir, "--output", run_dir, "--epochs", "1", "--batch-size", "16",
-             "--max-seq-length", "32", "--hard-negative-update-frequency", "0"]  # fmt: skip
+    train = [
+        "train",
+        "--data",
+        prepared_dir,
+        "--output",
+        run_dir,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--max-seq-length",
+        "32",
+        "--hard-negative-update-frequency",
+        "0",
+    ]
     trained = run(*train)
     assert trained.returncode == 0, trained.stderr
     assert "{'loss'" not in trained.stdout + trained.stderr  # no raw Trainer dicts: one bar, a line per event
@@ -164,10 +205,15 @@ def test_repros_of_the_training_core_issue(tmp_path, prepared_dir):
 
 def test_demo_runs_the_whole_pipeline_and_ends_with_its_table(scifact_slice, tmp_path):
     config = tmp_path / "demo.yaml"
-    config.write_text(yaml.safe_dump({
-        "data": {"path": str(scifact_slice), "eval_fraction": 0.15}, "mining": {"range_min": 0, "min_score": 0.1},
-        "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 32, "hard_negative_update_frequency": 0},
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"path": str(scifact_slice), "eval_fraction": 0.15},
+                "mining": {"range_min": 0, "min_score": 0.1},
+                "train": {"epochs": 1, "batch_size": 16, "max_seq_length": 32, "hard_negative_update_frequency": 0},
+            }
+        )
+    )
     result = run("demo", "--config", config, "--device", "cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     root = tmp_path / "runs" / "demo"

@@ -28,10 +28,14 @@ def ddp_runs(prepared_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     for gather in ("0", "1"):
         result = subprocess.run(
-            torchrun(str(HERE / "ddp_worker.py"), str(prepared_dir), str(root / f"run{gather}"),
-                     str(root / gather), gather),
-            capture_output=True, text=True, env=os.environ, timeout=900,
-        )  # fmt: skip
+            torchrun(
+                str(HERE / "ddp_worker.py"), str(prepared_dir), str(root / f"run{gather}"), str(root / gather), gather
+            ),
+            capture_output=True,
+            text=True,
+            env=os.environ,
+            timeout=900,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     return root
 
@@ -86,17 +90,46 @@ def test_killed_worker_is_restarted_and_training_resumes(prepared_dir, tmp_path)
 
 
 def elastic_command(prepared_dir: Path, run_dir: Path) -> list[str]:
-    return [RAGTUNE, "train", "--nproc", "2", "--max-restarts", "1", "--data", str(prepared_dir),
-            "--output", str(run_dir), "--batch-size", "4", "--epochs", "2", "--max-seq-length", "64",
-            "--checkpoint-steps", "2", "--min-score", "0.1", "--range-min", "0", "--seed", "1",
-            "--hard-negative-update-frequency", "1"]  # fmt: skip
+    return [
+        RAGTUNE,
+        "train",
+        "--nproc",
+        "2",
+        "--max-restarts",
+        "1",
+        "--data",
+        str(prepared_dir),
+        "--output",
+        str(run_dir),
+        "--batch-size",
+        "4",
+        "--epochs",
+        "2",
+        "--max-seq-length",
+        "64",
+        "--checkpoint-steps",
+        "2",
+        "--min-score",
+        "0.1",
+        "--range-min",
+        "0",
+        "--seed",
+        "1",
+        "--hard-negative-update-frequency",
+        "1",
+    ]
 
 
 def test_worker_killed_before_the_first_checkpoint_restarts_fresh(prepared_dir, tmp_path):
     """Repro: an elastic restart with TensorBoard logs but no checkpoint yet failed on every restart."""
     run_dir = tmp_path / "early"
-    launcher = subprocess.Popen(elastic_command(prepared_dir, run_dir), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=os.environ)  # fmt: skip
+    launcher = subprocess.Popen(
+        elastic_command(prepared_dir, run_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ,
+    )
     deadline = time.time() + 600
     while not list((run_dir / "tensorboard").glob("events.out.tfevents.*")):
         assert launcher.poll() is None and time.time() < deadline, "training never started"
@@ -128,8 +161,9 @@ def test_a_crash_on_rank_zero_fails_every_rank_at_once(tmp_path):
     """A non-user error inside on_main_then_shared reaches rank 1 now, not after the 600 s collective timeout."""
     script = tmp_path / "crash.py"
     script.write_text(CRASHING_WORKER)
-    result = subprocess.run(torchrun("--standalone", str(script)), capture_output=True, text=True, env=os.environ,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        torchrun("--standalone", str(script)), capture_output=True, text=True, env=os.environ, timeout=300
+    )
     assert result.returncode != 0
     assert "rank 0 failed after" in result.stdout and "ZeroDivisionError" in result.stdout
     assert "rank 1 failed after" in result.stdout and "RuntimeError: rank 0 failed: ZeroDivisionError" in result.stdout

@@ -3,7 +3,7 @@ TrainJob whose pods are containers started the way the Trainer starts them.
 
 Each node container gets what its pod would: the command `ragtune submit` writes into the TrainJob,
 the runtime's container settings (deploy/runtime.yaml: uid 1000, read-only root, /tmp, env), the
-environment of the Trainer's torch plugin (ragtune.kubeflow.pod_env), its own network namespace and
+environment of the Trainer's torch plugin (ragtune.cluster.pods.pod_env), its own network namespace and
 the DNS name of the JobSet's headless service, and the shared volume at /mnt/ragtune (the only shared
 state). tests/trainjob_probe only observes: it records each rank's parameters.
 
@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from ragtune import config as cfg
-from ragtune.cluster.kubeflow import node_host, pod_command, pod_env
+from ragtune.cluster.pods import node_host, pod_command, pod_env
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = os.environ.get("DOCKER", "docker")
@@ -42,8 +42,13 @@ def docker(*args: str, check: bool = True, timeout: int = 300) -> subprocess.Com
 
 
 def script(name: str, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(REPO / "scripts" / name), *args], capture_output=True, text=True,
-                          env={**os.environ, "DOCKER": DOCKER, **env}, timeout=1800)  # fmt: skip
+    return subprocess.run(
+        [str(REPO / "scripts" / name), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER": DOCKER, **env},
+        timeout=1800,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -154,15 +159,41 @@ class Nodes:
         env |= {"PYTHONPATH": "/probe", "RAGTUNE_PROBE_DIR": "/mnt/ragtune/probe"}
         mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "training-output")
         docker(
-            "run", "-d", "--name", self.name(rank), "--hostname", self.name(rank),
-            "--network", self.network, "--network-alias", node_host(JOB, rank),
-            "--user", f"{UID}:{UID}", "--read-only", "--tmpfs", "/tmp", "--shm-size", "1g",
-            "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--cpus", "1", "--memory", "6g",
-            "-w", container["workingDir"], "-v", f"{self.volume}:{mount}",
-            "-v", f"{REPO / 'tests' / 'trainjob_probe'}:/probe:ro",
+            "run",
+            "-d",
+            "--name",
+            self.name(rank),
+            "--hostname",
+            self.name(rank),
+            "--network",
+            self.network,
+            "--network-alias",
+            node_host(JOB, rank),
+            "--user",
+            f"{UID}:{UID}",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--shm-size",
+            "1g",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--cpus",
+            "1",
+            "--memory",
+            "6g",
+            "-w",
+            container["workingDir"],
+            "-v",
+            f"{self.volume}:{mount}",
+            "-v",
+            f"{REPO / 'tests' / 'trainjob_probe'}:/probe:ro",
             *[arg for key, value in env.items() for arg in ("-e", f"{key}={value}")],
-            self.image, *self.command,
-        )  # fmt: skip
+            self.image,
+            *self.command,
+        )
 
     def wait(self, rank: int, timeout: int) -> int:
         return int(docker("wait", self.name(rank), timeout=timeout).stdout.strip())
@@ -178,11 +209,22 @@ class Nodes:
 
 
 def job_config(num_nodes: int, output: str, epochs: int) -> cfg.Config:
-    return cfg.load(None, {
-        "train.prepared": "prepared", "train.output": output, "train.epochs": epochs, "train.batch_size": 4,
-        "train.max_seq_length": 64, "train.hard_negative_update_frequency": 0, "train.checkpoint_steps": 3,
-        "train.logging_steps": 1, "mining.min_score": 0.1, "kubeflow.num_nodes": num_nodes, "kubeflow.cpu": "1",
-    })  # fmt: skip
+    return cfg.load(
+        None,
+        {
+            "train.prepared": "prepared",
+            "train.output": output,
+            "train.epochs": epochs,
+            "train.batch_size": 4,
+            "train.max_seq_length": 64,
+            "train.hard_negative_update_frequency": 0,
+            "train.checkpoint_steps": 3,
+            "train.logging_steps": 1,
+            "mining.min_score": 0.1,
+            "kubeflow.num_nodes": num_nodes,
+            "kubeflow.cpu": "1",
+        },
+    )
 
 
 @pytest.fixture
@@ -242,8 +284,10 @@ def test_two_nodes_train_identical_parameters_and_throughput(nodes, volume):
     one = nodes(job_config(1, "runs/one", epochs=1))
     run_job(one)
     single = json.loads((volume / "runs" / "one" / "metrics.json").read_text())["train"]
-    print(f"samples/s: two nodes {metrics['samples_per_second']}, one node {single['samples_per_second']} "
-          f"({metrics['seconds']} s vs {single['seconds']} s, 1 process per node, 2 shared cores)")  # fmt: skip
+    print(
+        f"samples/s: two nodes {metrics['samples_per_second']}, one node {single['samples_per_second']} "
+        f"({metrics['seconds']} s vs {single['seconds']} s, 1 process per node, 2 shared cores)"
+    )
 
 
 def first_intact_checkpoint(run: Path, timeout: int) -> Path:
@@ -295,7 +339,7 @@ def test_killed_node_restarts_in_place_and_the_job_resumes_to_the_same_step(node
 
 @pytest.mark.slow
 def test_node_that_never_joins_fails_the_rendezvous(nodes):
-    from ragtune.cluster.kubeflow import rendezvous_failure
+    from ragtune.cluster.pods import rendezvous_failure
 
     alone = nodes(job_config(2, "runs/alone", epochs=1), {"PET_RDZV_CONF": "timeout=15"})
     alone.start(0)

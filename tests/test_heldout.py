@@ -18,8 +18,9 @@ CUT = "The trial ran for two years in twelve hospitals."  # the passage with the
 
 def evaluator_for(positive: str) -> HeldOutEvaluator:
     corpus = pd.DataFrame({"id": ["d0", "d1", "d2"], "document": DOCUMENTS, "source_id": ["d0", "d1", "d2"]})
-    held_out = pd.DataFrame({"anchor_id": ["heldout:d0"], "anchor": [QUERY], "positive_id": ["d0"],
-                             "positive": [positive], "score": [1.0]})  # fmt: skip
+    held_out = pd.DataFrame(
+        {"anchor_id": ["heldout:d0"], "anchor": [QUERY], "positive_id": ["d0"], "positive": [positive], "score": [1.0]}
+    )
     return HeldOutEvaluator(Prepared(held_out.iloc[:0], held_out, corpus), 8, 256, ("none", None))
 
 

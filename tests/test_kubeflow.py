@@ -16,7 +16,7 @@ import yaml
 
 from ragtune import cli
 from ragtune import config as cfg
-from ragtune.cluster.kubeflow import job_args, pod_command
+from ragtune.cluster.pods import job_args, pod_command
 from ragtune.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,11 +127,13 @@ def test_server_refuses_a_broken_runtime_manifest(cluster):
 def test_submit_creates_the_trainjob_the_config_describes(cluster, capsys, tmp_path):
     run_yaml = tmp_path / "run.yaml"
     run_yaml.write_text(
-        yaml.safe_dump({
-            "train": {"prepared": "prepared", "output": "runs/k8s", "epochs": 4},
-            "kubeflow": {"num_nodes": 2, "cpu": "2", "memory": "4Gi", "gpu": 1, "image": "registry.example/rt:v1"},
-        })
-    )  # fmt: skip
+        yaml.safe_dump(
+            {
+                "train": {"prepared": "prepared", "output": "runs/k8s", "epochs": 4},
+                "kubeflow": {"num_nodes": 2, "cpu": "2", "memory": "4Gi", "gpu": 1, "image": "registry.example/rt:v1"},
+            }
+        )
+    )
     code, out, err = run_cli(capsys, "submit", "--config", str(run_yaml), "--kubeconfig", cluster["kubeconfig"])
     assert code == 0, err
     name = submitted_name(out)
@@ -188,19 +190,27 @@ def test_unknown_runtime_error_lists_what_is_installed(cluster, capsys):
 def test_unreachable_server_and_missing_kubeconfig(capsys, tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
-        yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "gone",
-            "clusters": [{"name": "gone", "cluster": {"server": "https://127.0.0.1:9"}}],
-            "users": [{"name": "gone", "user": {"token": "x"}}],
-            "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}],
-        })
-    )  # fmt: skip
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "gone",
+                "clusters": [{"name": "gone", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "gone", "user": {"token": "x"}}],
+                "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "gone"}}],
+            }
+        )
+    )
     code, _, err = run_cli(capsys, "jobs", "--kubeconfig", str(kubeconfig))
     assert code == 2 and err.count("\n") == 1
     assert "cannot reach the API server at https://127.0.0.1:9" in err and "scripts/setup-kind.sh" in err
     code, _, err = run_cli(capsys, "submit", "--kubeconfig", str(tmp_path / "none"))
-    assert code == 2 and err == f"ragtune: error: {tmp_path / 'none'}: kubeconfig not found; " \
-        "create a cluster with scripts/setup-kind.sh or pass --kubeconfig\n"  # fmt: skip
+    assert (
+        code == 2
+        and err
+        == f"ragtune: error: {tmp_path / 'none'}: kubeconfig not found; "
+        "create a cluster with scripts/setup-kind.sh or pass --kubeconfig\n"
+    )
     kubeconfig.write_text("clusters: [not a kubeconfig")
     code, _, err = run_cli(capsys, "jobs", "--kubeconfig", str(kubeconfig))
     assert code == 2 and err.count("\n") == 1 and "not a usable kubeconfig" in err
@@ -215,9 +225,24 @@ def test_job_args_refuse_what_the_pod_shell_would_expand():
 @pytest.mark.slow
 def test_local_backend_runs_the_pod_command_and_trains(prepared_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative paths resolve where the user submitted, as on the cluster's volume
-    flags = ["--backend", "local", "--data", str(prepared_dir), "--output", "runs/local", "--epochs", "1",
-             "--batch-size", "8", "--max-seq-length", "64", "--hard-negative-update-frequency", "0",
-             "--min-score", "0.1"]  # fmt: skip
+    flags = [
+        "--backend",
+        "local",
+        "--data",
+        str(prepared_dir),
+        "--output",
+        "runs/local",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--max-seq-length",
+        "64",
+        "--hard-negative-update-frequency",
+        "0",
+        "--min-score",
+        "0.1",
+    ]
     code, out, err = run_cli(capsys, "submit", *flags)
     assert code == 0, err
     name = submitted_name(out)

@@ -158,8 +158,23 @@ def smollm2_server(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        "smollm2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "1024",
+        "--n_threads",
+        "2",
+    ]
     log = tmp_path_factory.mktemp("llama-server") / "server.log"  # a file: llama.cpp's load log would fill a pipe
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     server = LlamaServer(f"http://127.0.0.1:{port}/v1", process, log)
@@ -189,8 +204,9 @@ PASSAGES = {
 @pytest.mark.slow
 def test_a_real_small_model_writes_on_topic_queries_that_outlive_the_server(smollm2_server, tmp_path):
     summary = "Summarize the main finding of this text in one short sentence.\n\n{passage}"
-    llm_spec = LLMSpec(endpoint=smollm2_server.url, model="smollm2", prompt=summary, queries_per_passage=2,
-                       concurrency=2)  # fmt: skip
+    llm_spec = LLMSpec(
+        endpoint=smollm2_server.url, model="smollm2", prompt=summary, queries_per_passage=2, concurrency=2
+    )
     try:
         written = write_queries(PASSAGES, llm_spec, tmp_path / "c.jsonl", progress=False)
     except UserError:

@@ -42,9 +42,11 @@ def test_audit_accounts_for_every_candidate_and_rules_bite(passages):
     queries, corpus_emb, pairs, positives, sources = passages
     negatives, audit = mine(queries, corpus_emb, pairs, positives, sources, MiningParams(0, 30, 0.3, 0.9, 2))
     dropped = (
-        audit.dropped_labelled_positive + audit.dropped_same_source
-        + audit.dropped_below_min_score + audit.dropped_above_relative_margin
-    )  # fmt: skip
+        audit.dropped_labelled_positive
+        + audit.dropped_same_source
+        + audit.dropped_below_min_score
+        + audit.dropped_above_relative_margin
+    )
     assert audit.candidates_seen == len(pairs) * 30 == dropped + audit.kept
     assert audit.selected == sum(map(len, negatives)) <= 2 * len(pairs)
     assert audit.pairs_without_negative == sum(not n for n in negatives)

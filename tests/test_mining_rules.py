@@ -41,8 +41,7 @@ def test_each_rule_drops_and_counts_under_the_first_rule_broken():
     # 4 and 5 kept, 6 below the floor
     query, corpus = corpus_at([0.8, 0.9, 0.85, 0.79, 0.7, 0.6, 0.1])
     sources = np.array([0, 1, 1, 2, 3, 4, 5])
-    negatives, audit = mine(query, corpus, [(0, 0)], {0: {0, 1}}, sources,
-                            params(min_score=0.3, relative_margin=0.95))  # fmt: skip
+    negatives, audit = mine(query, corpus, [(0, 0)], {0: {0, 1}}, sources, params(min_score=0.3, relative_margin=0.95))
     assert negatives == [[4, 5]]  # hardest first
     assert (audit.dropped_labelled_positive, audit.dropped_same_source) == (2, 1)
     assert (audit.dropped_above_relative_margin, audit.dropped_below_min_score) == (1, 1)
@@ -75,10 +74,15 @@ def test_random_corpus_audit_adds_up():
     sources = rng.integers(0, 100, size=300)
     pairs = [(q, int(rng.integers(300))) for q in range(20)]
     positives = {q: {p for qq, p in pairs if qq == q} for q in range(20)}
-    negatives, audit = mine(queries, corpus, pairs, positives, sources, params(range_max=40, min_score=0.1,
-                                                                               relative_margin=0.9))  # fmt: skip
-    dropped = (audit.dropped_labelled_positive + audit.dropped_same_source + audit.dropped_below_min_score
-               + audit.dropped_above_relative_margin)  # fmt: skip
+    negatives, audit = mine(
+        queries, corpus, pairs, positives, sources, params(range_max=40, min_score=0.1, relative_margin=0.9)
+    )
+    dropped = (
+        audit.dropped_labelled_positive
+        + audit.dropped_same_source
+        + audit.dropped_below_min_score
+        + audit.dropped_above_relative_margin
+    )
     assert audit.candidates_seen == 20 * 40 == dropped + audit.kept
     for (q, _), chosen in zip(pairs, negatives):
         banned = {sources[p] for p in positives[q]}

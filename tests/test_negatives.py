@@ -14,10 +14,16 @@ def tables(negatives_of_pair: dict[tuple[str, str], list[str | None]], n_docs: i
     corpus = pd.DataFrame({"id": [f"d{i}" for i in range(n_docs)], "source_id": [f"s{i}" for i in range(n_docs)]})
     corpus["document"] = "text of " + corpus["id"]
     rows = [
-        {"kind": "hard_negative" if neg else "positive", "anchor_id": q, "anchor": f"query {q}", "positive_id": p,
-         "negative_id": neg}
-        for (q, p), negs in negatives_of_pair.items() for neg in negs
-    ]  # fmt: skip
+        {
+            "kind": "hard_negative" if neg else "positive",
+            "anchor_id": q,
+            "anchor": f"query {q}",
+            "positive_id": p,
+            "negative_id": neg,
+        }
+        for (q, p), negs in negatives_of_pair.items()
+        for neg in negs
+    ]
     return pd.DataFrame(rows), corpus
 
 

@@ -22,8 +22,11 @@ RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
 
 
 def snapshot(directory: Path) -> dict[str, str]:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def user_data(root: Path) -> Path:
@@ -119,13 +122,21 @@ def test_an_unwritable_output_parent_fails_before_any_work(tmp_path):
 
 def test_the_run_lock_names_its_holder_and_a_killed_holder_is_taken_over(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from ragtune.train.checkpoints import run_lock
         with run_lock({str(run)!r}):
             print("held", flush=True)
             time.sleep(600)
-    """)], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(UserError, match=f"in use by ragtune train \\(pid {holder.pid} on "):
@@ -167,10 +178,12 @@ def assert_refused(result: subprocess.CompletedProcess, needle: str) -> None:
         (["prepare", "--data", "mydata", "--output", "mine", "--overwrite"], "not written by ragtune"),
         (["train", "--data", "p", "--output", "mine", "--overwrite"], "not written by ragtune"),
         (["prepare", "--data", "mydata", "--output", "link", "--overwrite"], "is a symlink"),
-        (["prepare", "--config", "mine/c.yaml", "--data", "mydata", "--output", "mine", "--overwrite"],
-         "overlaps the input --config"),
+        (
+            ["prepare", "--config", "mine/c.yaml", "--data", "mydata", "--output", "mine", "--overwrite"],
+            "overlaps the input --config",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_executable_never_replaces_what_the_user_had(tmp_path, args, needle):
     user_data(tmp_path)
     (tmp_path / "mine").mkdir()

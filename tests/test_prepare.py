@@ -10,8 +10,17 @@ from ragtune.io.data import load_dataset
 from ragtune.prepare.run import SAMPLE_COLUMNS, prepare, split_queries
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-CONFIG = cfg.load(None, {"model.device": "cpu", "mining.range_min": 0, "mining.range_max": 30, "mining.min_score": 0.2,
-                         "mining.hard_negatives_per_query": 2, "mining.random_negative_ratio": 0.5})  # fmt: skip
+CONFIG = cfg.load(
+    None,
+    {
+        "model.device": "cpu",
+        "mining.range_min": 0,
+        "mining.range_max": 30,
+        "mining.min_score": 0.2,
+        "mining.hard_negatives_per_query": 2,
+        "mining.random_negative_ratio": 0.5,
+    },
+)
 
 
 def run_prepare(dataset):
@@ -66,10 +75,15 @@ def test_dev_qrels_become_the_eval_split_and_test_overlap_is_dropped(tmp_path):
     docs = [{"_id": f"d{i}", "title": f"t{i}", "text": "x"} for i in range(4)]
     queries = [{"_id": f"q{i}", "text": f"query {i}"} for i in range(4)]
     root = write_beir(
-        tmp_path / "b", docs, queries,
-        {"train": [["q0", "d0", 1], ["q1", "d1", 1], ["q3", "d3", 1]], "dev": [["q1", "d1", 1]],
-         "test": [["q3", "d3", 1]]},
-    )  # fmt: skip
+        tmp_path / "b",
+        docs,
+        queries,
+        {
+            "train": [["q0", "d0", 1], ["q1", "d1", 1], ["q3", "d3", 1]],
+            "dev": [["q1", "d1", 1]],
+            "test": [["q3", "d3", 1]],
+        },
+    )
     splits = split_queries(load_dataset(root), 0.5, 0)
     assert set(splits.train) == {"q0"} and set(splits.eval) == {"q1"} and splits.eval_source == "dev"
 
@@ -85,10 +99,12 @@ def test_eval_data_drives_the_held_out_split_and_never_trains(tmp_path):
     """--eval-data: its queries are the held-out set (real), and a training query with the same text is dropped."""
     docs = [{"_id": f"d{i}", "title": f"t{i}", "text": "x"} for i in range(4)]
     queries = [{"_id": f"q{i}", "text": f"query {i}"} for i in range(4)]
-    data = load_dataset(write_beir(tmp_path / "b", docs, queries,
-                                   {"train": [["q0", "d0", 1], ["q1", "d1", 1], ["q2", "d2", 1]]}))  # fmt: skip
-    real = load_dataset(write_beir(tmp_path / "e", docs, [{"_id": "r1", "text": "query 1"}],
-                                   {"test": [["r1", "d1", 1]]}))  # fmt: skip
+    data = load_dataset(
+        write_beir(tmp_path / "b", docs, queries, {"train": [["q0", "d0", 1], ["q1", "d1", 1], ["q2", "d2", 1]]})
+    )
+    real = load_dataset(
+        write_beir(tmp_path / "e", docs, [{"_id": "r1", "text": "query 1"}], {"test": [["r1", "d1", 1]]})
+    )
     splits = split_queries(data, 0.5, 0, real, "test")
     assert set(splits.train) == {"q0", "q2"} and splits.eval == {"r1": {"d1": 1.0}}
     assert splits.eval_kind == "real" and "eval-data" in splits.eval_source
@@ -104,8 +120,12 @@ def test_eval_data_must_judge_the_same_corpus(tmp_path):
     from ragtune.prepare.run import load_eval_data
 
     docs = [{"_id": "d0", "title": "t", "text": "x"}]
-    root = write_beir(tmp_path / "e", docs + [{"_id": "other", "text": "y"}], [{"_id": "r", "text": "q"}],
-                      {"test": [["r", "other", 1]]})  # fmt: skip
+    root = write_beir(
+        tmp_path / "e",
+        docs + [{"_id": "other", "text": "y"}],
+        [{"_id": "r", "text": "q"}],
+        {"test": [["r", "other", 1]]},
+    )
     corpus = load_dataset(write_beir(tmp_path / "b", docs, [{"_id": "q", "text": "q"}], {"train": [["q", "d0", 1]]}))
     config = cfg.load(None, {"data.eval_data": str(root)})
     with pytest.raises(UserError, match="passage 'other' that the training corpus does not hold"):

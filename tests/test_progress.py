@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import test_kubeflow
 
-from ragtune.cluster.kubeflow import TRAINER_ENV
+from ragtune.cluster.pods import TRAINER_ENV
 from ragtune.train.distributed import World
 from ragtune.train.progress import SERVER_URL, trainjob_progress_callback
 
@@ -33,10 +33,27 @@ def status_server(tmp_path, monkeypatch):
         pytest.fail("openssl is needed to make the test server's certificate")
     cert, key, token = tmp_path / "ca.crt", tmp_path / "tls.key", tmp_path / "token"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     token.write_text("projected-token\n")
     posts: list[dict] = []
 
@@ -103,8 +120,15 @@ def test_rank_zero_reports_progress_eta_and_ndcg_throttled(status_server, prepar
         def on_step_end(self, args, state, control, **kwargs):
             time.sleep(1.0)
 
-    config = train_config(prepared_dir, tmp_path / "run", train__epochs=1, train__batch_size=4, train__warmup_ratio=0.0,
-                          train__hard_negative_update_frequency=0, train__checkpoint_steps=100)  # fmt: skip
+    config = train_config(
+        prepared_dir,
+        tmp_path / "run",
+        train__epochs=1,
+        train__batch_size=4,
+        train__warmup_ratio=0.0,
+        train__hard_negative_update_frequency=0,
+        train__checkpoint_steps=100,
+    )
     train(config, callbacks=(OneSecondSteps(),))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     steps = metrics["train"]["steps"]
@@ -138,9 +162,11 @@ def test_jobs_and_status_show_what_rank_zero_reported(cluster, capsys):
     code, out, _ = test_kubeflow.run_cli(capsys, "status", name, "--kubeconfig", kubeconfig)
     assert code == 0 and "trainer:" not in out  # nothing reported yet
     reported = {
-        "lastUpdatedTime": "2026-12-01T08:00:00Z", "progressPercentage": 42, "estimatedRemainingSeconds": 190,
+        "lastUpdatedTime": "2026-12-01T08:00:00Z",
+        "progressPercentage": 42,
+        "estimatedRemainingSeconds": 190,
         "metrics": [{"name": "ndcg@10", "value": "0.8123"}, {"name": "step", "value": "5"}],
-    }  # fmt: skip
+    }
     api = CustomObjectsApi(cluster["api"])
     api.patch_namespaced_custom_object_status(
         test_kubeflow.GROUP,

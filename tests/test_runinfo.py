@@ -11,10 +11,16 @@ from ragtune.io.runinfo import RunMetrics
 
 def test_a_record_round_trips_through_metrics_json(tmp_path):
     record = RunMetrics(
-        heldout={"kind": "real", "source": "dev", "queries": 12}, base={"ndcg@10": 0.5}, tuned={"ndcg@10": 0.6},
-        best_step=5, best_tuned={"step": 5, "ndcg@10": 0.6}, history=[{"step": 0}, {"step": 5}],
-        train={"steps": 5}, eval_set="abc", base_weights="def",
-    )  # fmt: skip
+        heldout={"kind": "real", "source": "dev", "queries": 12},
+        base={"ndcg@10": 0.5},
+        tuned={"ndcg@10": 0.6},
+        best_step=5,
+        best_tuned={"step": 5, "ndcg@10": 0.6},
+        history=[{"step": 0}, {"step": 5}],
+        train={"steps": 5},
+        eval_set="abc",
+        base_weights="def",
+    )
     record.write(tmp_path)
     assert "wise" not in json.loads((tmp_path / "metrics.json").read_text())  # only when averages were tried
     assert RunMetrics.load(tmp_path) == record

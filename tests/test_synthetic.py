@@ -204,8 +204,11 @@ def test_a_single_sentence_passage_gives_no_ict_query():
 def test_sentence_spans_split_on_sentence_ends_only():
     body = "Levels rose by 3.5 mg. Then (in mice) they fell! Why? 4 trials agree."
     assert [body[s:e].strip() for s, e in sentence_spans(body)] == [
-        "Levels rose by 3.5 mg.", "Then (in mice) they fell!", "Why?", "4 trials agree.",
-    ]  # fmt: skip
+        "Levels rose by 3.5 mg.",
+        "Then (in mice) they fell!",
+        "Why?",
+        "4 trials agree.",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,24 +1,21 @@
-"""The teacher: BM25 as bm25s computes it, a choice that follows the evidence, scores on the cosine scale."""
+"""The teacher: a choice that follows the evidence, scores on the cosine scale."""
 
 from __future__ import annotations
 
 import random
 
-import bm25s
 import numpy as np
 import pandas as pd
 import pytest
 
 from ragtune.errors import UserError
 from ragtune.zero_label.teacher import (
-    Bm25,
     CrossEncoderTeacher,
     FusionTeacher,
     choose_teacher,
     evidence_documents,
     evidence_queries,
     flag_false_negatives,
-    fuse,
     source_metrics,
     tie_averaged_rank,
 )
@@ -34,28 +31,6 @@ DOCUMENTS = [
 
 def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def test_bm25_matches_bm25s_in_corpus_and_for_outside_texts():
-    ours = Bm25(DOCUMENTS)
-    reference = bm25s.BM25(k1=1.2, b=0.75)
-    reference.index(bm25s.tokenize(DOCUMENTS, stopwords="en", show_progress=False), show_progress=False)
-    for query in ["insulin growth liver", "p53 p53 cancer", "measles vaccine children"]:
-        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
-        expected = reference.get_scores(tokens)
-        np.testing.assert_allclose(ours.corpus_scores(query), expected, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(ours.text_scores(query, DOCUMENTS), expected, rtol=1e-5, atol=1e-6)
-    assert not ours.corpus_scores("the of and").any()  # only stopwords: no evidence, no crash
-    shorter = ours.text_scores("insulin", ["insulin"])[0]
-    assert shorter > ours.corpus_scores("insulin")[0] > 0  # a short text with the term scores higher
-
-
-def test_fuse_keeps_the_cosine_scale():
-    cosine, bm25 = np.array([0.8, 0.4, 0.1]), np.array([12.0, 3.0, 0.0])
-    np.testing.assert_array_equal(fuse(cosine, bm25, 0.0, 0.8, 12.0), cosine)
-    np.testing.assert_allclose(fuse(cosine, bm25, 1.0, 0.8, 12.0), [0.8, 0.2, 0.0])
-    np.testing.assert_allclose(fuse(cosine, bm25, 0.5, 0.8, 12.0), [0.8, 0.3, 0.05])
-    np.testing.assert_array_equal(fuse(cosine, np.zeros(3), 1.0, 0.8, 0.0), np.zeros(3))
 
 
 def test_tie_averaged_rank_and_source_metrics():
@@ -117,8 +92,9 @@ def test_teacher_scores_agree_with_its_corpus_ranking():
         scores = teacher.score(queries, query_emb, [[DOCUMENTS[r] for r in row] for row in rows], corpus_emb[rows])
         np.testing.assert_allclose(scores, [[s for _, s in hits] for hits in ranked], rtol=1e-5, atol=1e-6)
         assert (np.diff(scores, axis=1) <= 1e-9).all()
-    dense = FusionTeacher(DOCUMENTS, corpus_emb, 0.0).score(queries, query_emb, [DOCUMENTS[:2]] * 2,
-                                                           np.stack([corpus_emb[:2]] * 2))  # fmt: skip
+    dense = FusionTeacher(DOCUMENTS, corpus_emb, 0.0).score(
+        queries, query_emb, [DOCUMENTS[:2]] * 2, np.stack([corpus_emb[:2]] * 2)
+    )
     np.testing.assert_allclose(dense, query_emb @ corpus_emb[:2].T, rtol=1e-6)
 
 
@@ -138,8 +114,9 @@ def corpus_frame(texts: list[str]) -> pd.DataFrame:
 
 def test_evidence_queries_are_cut_from_their_passages():
     rng = random.Random(3)
-    texts = [" ".join(f"Sentence {j} of passage {i} has words {rng.random():.3f} here." for j in range(4))
-             for i in range(30)]  # fmt: skip
+    texts = [
+        " ".join(f"Sentence {j} of passage {i} has words {rng.random():.3f} here." for j in range(4)) for i in range(30)
+    ]
     frame = corpus_frame(texts)
     evidence = evidence_queries(frame, 10, seed=0)
     assert len(evidence) == 10 and evidence["passage_id"].is_unique and evidence["query_removed"].all()
@@ -180,8 +157,9 @@ def test_cross_encoder_teacher_scores_reranks_and_skips_padding(cross_encoder_di
     model = CrossEncoderTeacher.load_model(str(cross_encoder_dir), "cpu")
     corpus = np.eye(len(DOCUMENTS), dtype=np.float32)
     teacher = CrossEncoderTeacher(model, DOCUMENTS, corpus)
-    scores = teacher.score(["insulin in the liver"] * 2, None, [[DOCUMENTS[0], "", DOCUMENTS[3]], [DOCUMENTS[1]] * 3],
-                           None)  # fmt: skip
+    scores = teacher.score(
+        ["insulin in the liver"] * 2, None, [[DOCUMENTS[0], "", DOCUMENTS[3]], [DOCUMENTS[1]] * 3], None
+    )
     assert scores.shape == (2, 3) and np.isnan(scores[0, 1]) and np.isnan(scores).sum() == 1
     assert ((0 < scores[~np.isnan(scores)]) & (scores[~np.isnan(scores)] < 1)).all()  # the sigmoid: cosine-like
     direct = model.predict([("insulin in the liver", DOCUMENTS[0]), ("insulin in the liver", DOCUMENTS[3])])
@@ -205,9 +183,18 @@ def test_prepare_and_evaluate_with_a_cross_encoder_teacher(cross_encoder_dir, tm
     rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:120]
     rows.to_parquet(tmp_path / "passages.parquet")
     prepared = tmp_path / "prepared"
-    config = cfg.load(None, {"data.path": str(tmp_path / "passages.parquet"), "data.output": str(prepared),
-                             "mining.range_min": 0, "mining.min_score": 0.1, "synthetic.teacher": "cross-encoder",
-                             "synthetic.cross_encoder": str(cross_encoder_dir), "synthetic.passages": 30})  # fmt: skip
+    config = cfg.load(
+        None,
+        {
+            "data.path": str(tmp_path / "passages.parquet"),
+            "data.output": str(prepared),
+            "mining.range_min": 0,
+            "mining.min_score": 0.1,
+            "synthetic.teacher": "cross-encoder",
+            "synthetic.cross_encoder": str(cross_encoder_dir),
+            "synthetic.passages": 30,
+        },
+    )
     api.prepare(config)
     summary = json.loads((prepared / "summary.json").read_text())
     assert summary["teacher"] == {"name": f"cross-encoder {cross_encoder_dir}", "cross_encoder": str(cross_encoder_dir)}
@@ -218,7 +205,11 @@ def test_prepare_and_evaluate_with_a_cross_encoder_teacher(cross_encoder_dir, tm
     shutil.copytree(scifact_slice, few)
     qrels = (few / "qrels" / "test.tsv").read_text().splitlines()
     (few / "qrels" / "test.tsv").write_text("\n".join(qrels[:6]) + "\n")
-    judged = {"data.path": str(few), "eval.baselines": ["teacher"], "eval.teacher_of": str(prepared),
-              "eval.output": str(tmp_path / "eval")}  # fmt: skip
+    judged = {
+        "data.path": str(few),
+        "eval.baselines": ["teacher"],
+        "eval.teacher_of": str(prepared),
+        "eval.output": str(tmp_path / "eval"),
+    }
     results = api.evaluate(cfg.load(None, judged))
     assert list(results) == ["teacher: cross-encoder reranking all-MiniLM-L6-v2's top 100", "all-MiniLM-L6-v2"]

@@ -22,9 +22,14 @@ SENTENCES = [
 
 
 def passages(n: int) -> Dataset:
-    corpus = pd.DataFrame({"id": [f"p{i}" for i in range(n)], "title": [f"Study {i}" for i in range(n)],
-                           "text": [" ".join(f"In cohort {i}, {s.lower()}" for s in SENTENCES) for i in range(n)],
-                           "source_id": [f"s{i}" for i in range(n)]})  # fmt: skip
+    corpus = pd.DataFrame(
+        {
+            "id": [f"p{i}" for i in range(n)],
+            "title": [f"Study {i}" for i in range(n)],
+            "text": [" ".join(f"In cohort {i}, {s.lower()}" for s in SENTENCES) for i in range(n)],
+            "source_id": [f"s{i}" for i in range(n)],
+        }
+    )
     corpus["document"] = document_text(corpus["title"], corpus["text"], False)
     return Dataset("passages", corpus, {}, {})
 

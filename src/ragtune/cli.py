@@ -76,6 +76,32 @@ def _add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_stage_parser(sub, command: str, help_text: str) -> None:
+    """One stage's command: --config, the flags of the config fields it reads, and its own options."""
+    p = sub.add_parser(command, help=help_text, description=help_text)
+    p.add_argument("--config", type=Path, help="YAML config; flags override it")
+    _add_config_flags(p, COMMAND_FIELDS[command])
+    if command not in ("index", "search"):  # these write no output directory
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    if command == "train":
+        p.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue from the run's last intact checkpoint (a finished run is left as it is)",
+        )
+        p.add_argument("--nproc", type=int, default=1, help="local processes: launches torchrun (DDP) for you")
+        p.add_argument("--max-restarts", type=int, default=3, help="with --nproc: torchrun elastic restarts")
+    if command == "index":
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="index even a model measured worse than the served one on the same held-out queries",
+        )
+    if command == "search":
+        p.add_argument("question", help="the question to search for")
+        p.add_argument("--model", help="query model (default: the one the repo was indexed with)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ragtune", description="Make a RAG retriever measurably better on your own documents.")
     parser.add_argument("--version", action="version", version=f"ragtune {__version__}")
@@ -89,28 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "search": "top-k passages for a question, through the Feast repo's online store",
     }
     for command, help_text in helps.items():
-        p = sub.add_parser(command, help=help_text, description=help_text)
-        p.add_argument("--config", type=Path, help="YAML config; flags override it")
-        _add_config_flags(p, COMMAND_FIELDS[command])
-        if command not in ("index", "search"):  # these write no output directory
-            p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-        if command == "train":
-            p.add_argument(
-                "--resume",
-                action="store_true",
-                help="continue from the run's last intact checkpoint (a finished run is left as it is)",
-            )
-            p.add_argument("--nproc", type=int, default=1, help="local processes: launches torchrun (DDP) for you")
-            p.add_argument("--max-restarts", type=int, default=3, help="with --nproc: torchrun elastic restarts")
-        if command == "index":
-            p.add_argument(
-                "--force",
-                action="store_true",
-                help="index even a model measured worse than the served one on the same held-out queries",
-            )
-        if command == "search":
-            p.add_argument("question", help="the question to search for")
-            p.add_argument("--model", help="query model (default: the one the repo was indexed with)")
+        _add_stage_parser(sub, command, help_text)
     feast = sub.add_parser("feast", help="Feast feature repo for serving: `feast init DIR`")
     init = feast.add_subparsers(dest="feast_command", required=True, parser_class=_Parser).add_parser(
         "init", help="write a feature repo: Milvus Lite online store, duckdb over parquet offline"

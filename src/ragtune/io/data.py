@@ -7,11 +7,6 @@ Empty passages (no title, no text) are skipped with one warning, with any judgem
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
-import json
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from ragtune.errors import UserError
-
-Qrels = dict[str, dict[str, float]]  # query id -> {doc id: graded relevance, kept as given}
+from ragtune.io.files import find, read_jsonl
+from ragtune.io.qrels import Qrels, read_qrels
 
 
 @dataclass
@@ -39,54 +34,6 @@ class Dataset:
             for qid, docs in self.qrels.get(split, {}).items()
             if any(s > 0 for s in docs.values())
         }
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")  # a BOM is read, not refused
-
-
-def _find(directory: Path, stem: str) -> Path | None:
-    for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
-    """Read JSON lines, naming the file and line of the first problem; BEIR's `_id` serves as `id`."""
-    rows = []
-    line_no = 0
-    try:
-        with _open_text(path) as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(
-                        f"{path} line {line_no}: not valid JSON ({exc.msg}); fix or remove the line"
-                    ) from None
-                if not isinstance(row, dict):
-                    raise UserError(f"{path} line {line_no}: expected a JSON object per line")
-                if "id" in required and "id" not in row and "_id" in row:
-                    row["id"] = row["_id"]
-                missing = [key for key in required if key not in row]
-                if missing:
-                    raise UserError(
-                        f"{path} line {line_no}: missing field(s) {', '.join(missing)}; "
-                        f"each line needs {', '.join(required)}"
-                    )
-                rows.append(row)
-    except UnicodeDecodeError as exc:
-        raise UserError(
-            f"{path} line {line_no + 1}: bytes that are not UTF-8 ({exc.reason} at byte {exc.start}); "
-            "re-encode the file as UTF-8"
-        ) from None
-    except (OSError, EOFError) as exc:
-        raise UserError(f"{path}: cannot read ({exc}); check the file") from None
-    return rows
 
 
 def _text(value, path: Path, row_id: str, column: str) -> str:
@@ -172,70 +119,10 @@ def _corpus_frame(rows: list[dict], path: Path, id_key: str, max_chars: int, tit
     return frame
 
 
-def read_qrels(path: Path, corpus_ids: set[str], query_ids: set[str], skipped_ids: frozenset = frozenset()) -> Qrels:
-    """BEIR qrels TSV with header query-id, corpus-id, score (graded scores, integer or not, kept as given).
-
-    Judgements of passages skipped as empty are dropped with one warning.
-    """
-    qrels: Qrels = {}
-    dropped = 0
-    lines: dict[tuple[str, str], int] = {}  # (query, passage) -> the line that judged it first
-    repeated = []
-    try:
-        with _open_text(path) as handle:
-            reader = csv.reader(handle, delimiter="\t")
-            header = next(reader, None)
-            if header is None:
-                raise UserError(f"{path}: empty file; expected a header 'query-id<TAB>corpus-id<TAB>score'")
-            if [h.strip() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
-                raise UserError(f"{path} line 1: header must be 'query-id<TAB>corpus-id<TAB>score', got {header!r}")
-            for line_no, row in enumerate(reader, start=2):
-                if not row or not "".join(row).strip():
-                    continue
-                if len(row) < 3:
-                    raise UserError(f"{path} line {line_no}: expected 3 tab-separated columns, got {len(row)}")
-                qid, did, score = row[0].strip(), row[1].strip(), row[2].strip()
-                try:
-                    grade = float(score)
-                except ValueError:
-                    raise UserError(f"{path} line {line_no}: score {score!r} is not a number") from None
-                if not math.isfinite(grade) or grade < 0:
-                    raise UserError(
-                        f"{path} line {line_no}: score {score!r} is not a grade; use 0 (not relevant) or more"
-                    )
-                if (qid, did) in lines:
-                    first = lines[(qid, did)]
-                    if qrels.get(qid, {}).get(did, grade) != grade:
-                        raise UserError(
-                            f"{path} lines {first} and {line_no}: query '{qid}' and passage '{did}' are judged "
-                            f"twice with different scores; keep one line"
-                        )
-                    repeated.append(line_no)
-                    continue
-                lines[(qid, did)] = line_no
-                if did in skipped_ids:
-                    dropped += 1
-                    continue
-                if qid not in query_ids:
-                    raise UserError(f"{path} line {line_no}: query-id '{qid}' is not in queries.jsonl")
-                if did not in corpus_ids:
-                    raise UserError(f"{path} line {line_no}: corpus-id '{did}' is not in corpus.jsonl")
-                qrels.setdefault(qid, {})[did] = grade
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: bytes that are not UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
-    if dropped:
-        warnings.warn(f"{path}: skipped {dropped} judgement(s) of empty passages", stacklevel=2)
-    if repeated:
-        warnings.warn(
-            f"{path}: {len(repeated)} repeated judgement(s) read once (line {repeated[0]} first)", stacklevel=2
-        )
-    return qrels
-
-
 def load_beir(directory: Path, max_chars: int, corpus_only: bool = False) -> Dataset:
     """A BEIR directory; with `corpus_only` its corpus.jsonl alone (queries and qrels, if any, are not read)."""
-    corpus_path = _find(directory, "corpus.jsonl")
-    queries_path = _find(directory, "queries.jsonl")
+    corpus_path = find(directory, "corpus.jsonl")
+    queries_path = find(directory, "queries.jsonl")
     if corpus_path is None:
         raise UserError(f"{directory}: no corpus.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/")
     if queries_path is None and not corpus_only:

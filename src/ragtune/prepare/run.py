@@ -12,13 +12,14 @@ import pandas as pd
 
 from ragtune.config import DataConfig, MiningConfig, ModelConfig, SyntheticConfig
 from ragtune.errors import UserError
-from ragtune.io.data import Dataset, Qrels
+from ragtune.io.data import Dataset
 from ragtune.io.prepared import Prepared
-from ragtune.negatives.mining import MiningAudit, MiningParams, mine, random_negatives
-from ragtune.retrieval.embeddings import encode, encode_corpus_cached
-from ragtune.retrieval.models import cache_dir, load_model, model_fingerprint, resolve_model
+from ragtune.io.qrels import Qrels
+from ragtune.negatives.mining import random_negatives
+from ragtune.prepare.negatives import Pairs, mine_negatives, teacher_margins
+from ragtune.retrieval.models import cache_dir
 from ragtune.zero_label import pipeline as zero_label
-from ragtune.zero_label.teacher import CrossEncoderTeacher, build_teacher
+from ragtune.zero_label.teacher import CrossEncoderTeacher
 
 SAMPLE_COLUMNS = [
     "training_sample_id",
@@ -148,21 +149,6 @@ def compose_samples(
     return pd.DataFrame(rows, columns=SAMPLE_COLUMNS).drop_duplicates("training_sample_id")
 
 
-def teacher_margins(
-    check: zero_label.TeacherCheck, samples: pd.DataFrame, query_row: dict[str, int], row_of: dict[str, int]
-) -> np.ndarray:
-    """Each sample's MarginMSE label from the teacher; NaN for a row without a negative (margin-mse skips it)."""
-    pair_of = {pair: i for i, pair in enumerate(check.pairs)}
-    pair_ids = np.array(
-        [pair_of[(query_row[q], row_of[p])] for q, p in zip(samples["anchor_id"], samples["positive_id"])]
-    )
-    negatives = np.array([row_of.get(n, -1) if isinstance(n, str) else -1 for n in samples["negative_id"]])
-    labels = np.full(len(samples), np.nan)
-    present = np.flatnonzero(negatives >= 0)
-    labels[present] = check.margins(pair_ids[present], negatives[present])
-    return labels
-
-
 def eval_frame(
     corpus: pd.DataFrame,
     queries: dict[str, str],
@@ -213,76 +199,32 @@ def prepare(
         dataset = made.dataset
     splits = split_queries(dataset, data.eval_fraction, data.seed, real, data.eval_split)
     corpus = dataset.corpus
-    row_of = {did: i for i, did in enumerate(corpus["id"])}
-    query_ids = sorted(splits.train)
-    query_row = {qid: i for i, qid in enumerate(query_ids)}
-    pairs = [(query_row[q], row_of[d]) for q in query_ids for d in sorted(splits.train[q])]
-    positives = {query_row[q]: {row_of[d] for d in splits.train[q]} for q in query_ids}
-    sources = pd.factorize(corpus["source_id"])[0]
-
-    hard: list[list[int]] = [[] for _ in pairs]
-    audit = MiningAudit(pairs=len(pairs), pairs_without_negative=len(pairs))
-    extras = {}
-    check = None
-    wanted = mining.hard_negatives_per_query
-    with_teacher = made is not None and synthetic.teacher != "none" and wanted > 0
-    if wanted > 0:
-        encoder = load_model(model.name, model.device, model.backend)
-        key = model_fingerprint(resolve_model(model.name))
-        documents = corpus["document"].tolist()
-        corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
-        texts = [dataset.queries[q] for q in query_ids]
-        query_emb = encode(encoder, texts, model.encode_batch_size, "query", "encode queries")
-        spare = zero_label.TEACHER_SPARE if with_teacher else 0
-        hard, audit = mine(query_emb, corpus_emb, pairs, positives, sources, MiningParams.of(mining, wanted + spare))
-        if with_teacher and cross_encoder is not None:
-            extras["teacher"] = {
-                "name": f"cross-encoder {synthetic.cross_encoder}",
-                "cross_encoder": synthetic.cross_encoder,
-            }
-        elif with_teacher:
-            extras["teacher"] = zero_label.choose(encoder, made, corpus_emb, model.encode_batch_size).as_dict()
-        if with_teacher:
-            teacher = build_teacher(extras["teacher"], cross_encoder, documents, corpus_emb, model.encode_batch_size)
-            trained_positives = [made.positive_text.get(query_ids[q], documents[p]) for q, p in pairs]
-            check = zero_label.TeacherCheck.build(
-                teacher,
-                encoder,
-                texts,
-                query_emb,
-                pairs,
-                trained_positives,
-                documents,
-                corpus_emb,
-                model.encode_batch_size,
-            )
-            hard, vetoed = check.vetoes(hard, wanted)
-            audit.dropped_teacher_false_negative, audit.kept = vetoed, audit.kept - vetoed
-        hard = [negatives[:wanted] for negatives in hard]
-        audit.selected = sum(map(len, hard))
-        audit.pairs_without_negative = sum(not negatives for negatives in hard)
+    p = Pairs.of(corpus, splits.train)
+    mined = mine_negatives(dataset, p, made, cross_encoder, model, mining, synthetic)
     rng = np.random.default_rng(data.seed)
-    draws = random_negatives(pairs, positives, sources, mining.random_negative_ratio, rng)
+    draws = random_negatives(p.pairs, p.positives, p.sources, mining.random_negative_ratio, rng)
     positive_text = made.positive_text if made else None
-    samples = compose_samples(corpus, dataset.queries, query_ids, pairs, hard, draws, timestamp, positive_text)
-    if check is not None:
-        samples["label"] = teacher_margins(check, samples, query_row, row_of)
+    samples = compose_samples(
+        corpus, dataset.queries, p.query_ids, p.pairs, mined.hard, draws, timestamp, positive_text
+    )
+    if mined.check is not None:
+        samples["label"] = teacher_margins(mined.check, samples, p.query_row, p.row_of)
     held_out = eval_frame(
         corpus, real.queries if real else dataset.queries, splits.eval, timestamp, None if real else positive_text
     )
     summary = {
         "input_kind": dataset.kind,
         "corpus_passages": len(corpus),
-        "train_queries": len(query_ids),
-        "train_pairs": len(pairs),
+        "train_queries": len(p.query_ids),
+        "train_pairs": len(p.pairs),
         "eval_queries": len(splits.eval),
         "eval_source": splits.eval_source,
         "eval_kind": splits.eval_kind,
         "samples": samples["kind"].value_counts().to_dict(),
         **({"synthetic": made.audit} if made else {}),
-        **extras,
+        **({"teacher": mined.teacher} if mined.teacher else {}),
     }
-    return Prepared(samples, held_out, corpus, summary, audit.as_dict())
+    return Prepared(samples, held_out, corpus, summary, mined.audit.as_dict())
 
 
 def input_timestamp(path: Path) -> datetime:

@@ -22,7 +22,7 @@ from ragtune import console
 from ragtune.negatives.mining import MiningParams
 from ragtune.negatives.store import NegativeStore
 from ragtune.retrieval.embeddings import encode
-from ragtune.retrieval.metrics import METRICS, PRIMARY_METRIC
+from ragtune.retrieval.metrics import DECIDING_QUERIES, METRICS, PRIMARY_METRIC
 from ragtune.train.checkpoints import seal
 from ragtune.train.distributed import World, barrier, broadcast_from_main
 from ragtune.train.heldout import HeldOutEvaluator, max_length
@@ -57,7 +57,6 @@ class Duties:
     label: str = "held-out"  # or "held-out synthetic", for queries made from the passages
 
 
-DECIDING_QUERIES = 30  # fewer held-out queries than this pick an epoch by chance as often as by merit
 CEILING = 0.95  # a base model scoring this much leaves no room to show a gain
 
 

@@ -20,8 +20,9 @@ import pandas as pd
 
 from ragtune.config import SyntheticConfig
 from ragtune.errors import UserError
-from ragtune.io.data import Dataset, Qrels
+from ragtune.io.data import Dataset
 from ragtune.io.outputs import default_cache_dir
+from ragtune.io.qrels import Qrels
 from ragtune.zero_label.llm import LLMSpec, write_queries
 from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries, shares, split_title
 from ragtune.zero_label.teacher import (

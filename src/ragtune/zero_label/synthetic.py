@@ -202,6 +202,36 @@ def shares(total: int, generators: tuple[str, ...]) -> dict[str, int]:
     return {g: total // len(generators) + (i < total % len(generators)) for i, g in enumerate(generators)}
 
 
+def _span_candidates(name: str, body: str, prefix: str, document: str, idf, spec: SyntheticSpec, rng, count: int):
+    """(query, positive, sentence removed) candidates of one span generator for one passage."""
+    if name == "ict":
+        return _ict(body, prefix, document, spec, rng, count)
+    if name == "crop":
+        return _crop(body, spec, rng, count)
+    return _terms(body, document, idf, spec, rng, count)
+
+
+def _take(candidates, name: str, count: int, spec: SyntheticSpec, title_words: set, seen: set, audit, dropped) -> list:
+    """Up to `count` candidates that pass the filters, as (query, positive, removed, key); counts the rest."""
+    taken = []
+    for query, positive, removed in candidates:
+        audit.candidates[name] += 1
+        key = normalise(query)
+        words = content_words(query)
+        if name in SPAN_GENERATORS and len(query.split()) < spec.min_query_words:
+            dropped["query_too_short"] += 1
+        elif not words or words <= title_words:
+            dropped["only_title_words"] += 1
+        elif key in seen:
+            dropped["duplicate"] += 1
+        else:
+            seen.add(key)
+            taken.append((query, positive, removed, key))
+            if len(taken) == count:
+                break
+    return taken
+
+
 def generate_queries(
     corpus: pd.DataFrame, spec: SyntheticSpec, written: dict[str, list[str]] | None = None
 ) -> tuple[pd.DataFrame, SyntheticAudit]:
@@ -214,6 +244,7 @@ def generate_queries(
     query made for several passages is dropped everywhere, since it would point at all of them.
     """
     check_spec(spec)
+    written = written or {}
     audit = SyntheticAudit(passages=len(corpus))
     audit.candidates = dict.fromkeys(spec.generators, 0)
     dropped: Counter[str] = Counter()
@@ -227,39 +258,21 @@ def generate_queries(
             continue
         title_words, seen, made = content_words(title), set(), 0
         for name in spec.generators:
-            rng = random.Random(f"{spec.seed}\x1f{name}\x1f{passage_id}")
             count = per_generator[name]
             if count == 0:
                 continue
-            if name == "ict":
-                candidates = _ict(body, prefix, document, spec, rng, count)
-            elif name == "crop":
-                candidates = _crop(body, spec, rng, count)
-            elif name == "terms":
-                candidates = _terms(body, document, idf, spec, rng, count)
-            else:
+            rng = random.Random(f"{spec.seed}\x1f{name}\x1f{passage_id}")
+            if name == "llm":
                 candidates = (
-                    (cap_words(q, spec.max_query_words), document, False) for q in (written or {}).get(passage_id, [])
+                    (cap_words(q, spec.max_query_words), document, False) for q in written.get(passage_id, [])
                 )
-            accepted = 0
-            for query, positive, removed in candidates:
-                audit.candidates[name] += 1
-                key = normalise(query)
-                words = content_words(query)
-                if name in SPAN_GENERATORS and len(query.split()) < spec.min_query_words:
-                    dropped["query_too_short"] += 1
-                elif not words or words <= title_words:
-                    dropped["only_title_words"] += 1
-                elif key in seen:
-                    dropped["duplicate"] += 1
-                else:
-                    seen.add(key)
-                    rows.append((f"{name}:{passage_id}:{made}", query, passage_id, name, positive, removed, key))
-                    made += 1
-                    accepted += 1
-                    if accepted == count:
-                        break
-            if accepted == 0:
+            else:
+                candidates = _span_candidates(name, body, prefix, document, idf, spec, rng, count)
+            taken = _take(candidates, name, count, spec, title_words, seen, audit, dropped)
+            for query, positive, removed, key in taken:
+                rows.append((f"{name}:{passage_id}:{made}", query, passage_id, name, positive, removed, key))
+                made += 1
+            if not taken:
                 dropped[f"{name}_passage_yielded_none"] += 1
         audit.passages_used += made > 0
     frame = pd.DataFrame(rows, columns=[*QUERY_COLUMNS, "key"])

@@ -17,83 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import bm25s
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from ragtune.errors import UserError
+from ragtune.retrieval.bm25 import Bm25
+from ragtune.retrieval.fusion import QUERY_CHUNK, WEIGHTS, fuse, fused_top, mode_name
 from ragtune.retrieval.metrics import PRIMARY_METRIC
 from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries
 
-BM25_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
-QUERY_CHUNK = 256
 RERANK_DEPTH = 100  # the cross-encoder teacher as a retriever reranks this many of the base model's hits
-
-
-class Bm25:
-    """Okapi BM25 as `ragtune.evaluate.bm25_rankings` computes it (bm25s tokens, Lucene idf and tf/(tf + norm), k1 1.2,
-    b 0.75, English stopwords), but able to score a text that is not in the index (a training
-    positive with its sentence cut out) against the corpus statistics."""
-
-    def __init__(self, documents: list[str], k1: float = 1.2, b: float = 0.75):
-        tokens = bm25s.tokenize(documents, stopwords="en", show_progress=False)
-        self.vocab: dict[str, int] = tokens.vocab
-        self.k1, self.b = k1, b
-        lengths = np.array([len(ids) for ids in tokens.ids], dtype=np.float64)
-        rows = np.repeat(np.arange(len(documents)), lengths.astype(np.int64))
-        cols = np.fromiter((i for ids in tokens.ids for i in ids), dtype=np.int64, count=int(lengths.sum()))
-        tf = sp.csr_matrix((np.ones(len(cols)), (rows, cols)), shape=(len(documents), len(self.vocab)))
-        tf.sum_duplicates()
-        self.avg_length = max(lengths.mean(), 1e-9)
-        df = np.bincount(tf.indices, minlength=len(self.vocab))
-        self.idf = np.log(1 + (len(documents) - df + 0.5) / (df + 0.5))
-        norm = self.k1 * (1 - self.b + self.b * lengths / self.avg_length)
-        weights = tf.copy()
-        weights.data = self.idf[tf.indices] * tf.data / (tf.data + np.repeat(norm, np.diff(tf.indptr)))
-        self.weights = weights.tocsc()
-
-    def query_terms(self, query: str) -> tuple[np.ndarray, np.ndarray]:
-        """Vocabulary ids of the query's tokens and how often each occurs (repeats count, as in bm25s)."""
-        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)[0]
-        ids = [self.vocab[t] for t in tokens if t in self.vocab]
-        unique, counts = np.unique(np.array(ids, dtype=np.int64), return_counts=True)
-        return unique, counts.astype(np.float64)
-
-    def corpus_scores(self, query: str) -> np.ndarray:
-        ids, counts = self.query_terms(query)
-        if len(ids) == 0:
-            return np.zeros(self.weights.shape[0])
-        return np.asarray(self.weights[:, ids] @ counts).ravel()
-
-    def text_scores(self, query: str, texts: list[str]) -> np.ndarray:
-        """Scores of any texts, with idf and average length from the indexed corpus."""
-        ids, counts = self.query_terms(query)
-        scores = np.zeros(len(texts))
-        if len(ids) == 0:
-            return scores
-        wanted = dict(zip(ids.tolist(), counts.tolist()))
-        for i, tokens in enumerate(bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)):
-            norm = self.k1 * (1 - self.b + self.b * len(tokens) / self.avg_length)
-            tf: dict[int, int] = {}
-            for token in tokens:
-                term = self.vocab.get(token)
-                if term in wanted:
-                    tf[term] = tf.get(term, 0) + 1
-            scores[i] = sum(wanted[t] * self.idf[t] * n / (n + norm) for t, n in tf.items())
-        return scores
-
-
-def fuse(cosine: np.ndarray, bm25: np.ndarray, bm25_weight: float, best_cosine: float, best_bm25: float) -> np.ndarray:
-    """(1 - w) * cosine + w * BM25 rescaled so the query's best BM25 in the corpus equals its best cosine.
-
-    Both parts then run from about 0 (unrelated) to the same top, and the result stays on the
-    student's cosine scale, so differences of it are MarginMSE labels the student can match. The
-    references are corpus-wide per query, not the scored set, so a score does not depend on
-    which other passages were scored with it. w = 0 is the base model's cosine itself.
-    """
-    scale = best_cosine / best_bm25 if best_bm25 > 0 else 0.0
-    return (1 - bm25_weight) * cosine + bm25_weight * scale * bm25
 
 
 def tie_averaged_rank(scores: np.ndarray, row: int) -> float:
@@ -127,12 +60,6 @@ class TeacherChoice:
             "evidence_queries": self.evidence_queries,
             "evidence": self.evidence,
         }
-
-
-def teacher_name(bm25_weight: float) -> str:
-    if bm25_weight == 0:
-        return "dense"
-    return "bm25" if bm25_weight == 1 else f"dense+bm25 (w={bm25_weight:g})"
 
 
 def evidence_queries(corpus: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
@@ -169,7 +96,7 @@ def choose_teacher(
     source_rows: list[int],
     documents: list[str],
     corpus_embeddings: np.ndarray,
-    weights: tuple[float, ...] = BM25_WEIGHTS,
+    weights: tuple[float, ...] = WEIGHTS,
 ) -> TeacherChoice:
     """Rank every evidence query over the whole (evidence) corpus with each weight; best nDCG@10 wins.
 
@@ -186,13 +113,13 @@ def choose_teacher(
             for w, weight in enumerate(weights):
                 scores = fuse(cosine, lexical, weight, best_cosine, best_bm25)
                 ranks[w, i] = tie_averaged_rank(scores, source_rows[i])
-    evidence = [{"teacher": teacher_name(w), "bm25_weight": w, **source_metrics(r)} for w, r in zip(weights, ranks)]
+    evidence = [{"teacher": mode_name(w), "bm25_weight": w, **source_metrics(r)} for w, r in zip(weights, ranks)]
     best = max(range(len(weights)), key=lambda w: (evidence[w][PRIMARY_METRIC], -w))
-    return TeacherChoice(weights[best], teacher_name(weights[best]), len(queries), evidence)
+    return TeacherChoice(weights[best], mode_name(weights[best]), len(queries), evidence)
 
 
 class FusionTeacher:
-    """Teacher scores on the student's cosine scale: `fuse` of the base model's cosine and BM25."""
+    """Teacher scores on the student's cosine scale: `retrieval.fusion.fuse` of the base cosine and BM25."""
 
     def __init__(self, documents: list[str], corpus_embeddings: np.ndarray, bm25_weight: float):
         self.bm25_weight = bm25_weight
@@ -233,12 +160,8 @@ class FusionTeacher:
         for start in range(0, len(queries), QUERY_CHUNK):
             cosines = query_embeddings[start : start + QUERY_CHUNK] @ self.corpus_embeddings.T
             for offset, cosine in enumerate(cosines):
-                scores = cosine.astype(np.float64)
-                if self.bm25 is not None:
-                    lexical = self.bm25.corpus_scores(queries[start + offset])
-                    scores = fuse(scores, lexical, self.bm25_weight, float(cosine.max()), float(lexical.max()))
-                top = np.argsort(-scores, kind="stable")[:k]
-                ranked.append([(int(r), float(scores[r])) for r in top])
+                lexical = self.bm25.corpus_scores(queries[start + offset]) if self.bm25 is not None else None
+                ranked.append(fused_top(cosine, lexical, self.bm25_weight, k))
         return ranked
 
 

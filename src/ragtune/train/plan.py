@@ -1,0 +1,94 @@
+"""Everything a training run settles before the model loads: its data, its loss, its fingerprint, how it starts.
+
+The run directory is locked (rank 0) and `plan_start` decides fresh, resume or complete before any
+weights are read, so a run with nothing to do returns in seconds and a refused one wastes nothing.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragtune import config as cfg
+from ragtune.errors import UserError
+from ragtune.io.prepared import Prepared, data_fingerprint
+from ragtune.retrieval.models import model_fingerprint, pick_device, position_limit, resolve_model
+from ragtune.train.checkpoints import Start, plan_start, run_lock
+from ragtune.train.distributed import (
+    World,
+    collective_timeout,
+    elastic_restart,
+    init_process_group,
+    on_main_then_shared,
+)
+from ragtune.train.losses import LOSSES, MARGINS, resolve_loss
+
+
+@dataclass
+class RunPlan:
+    config: cfg.Config  # train.loss is the loss that trains (auto resolved)
+    prepared: Prepared
+    world: World
+    start: Start
+    fingerprint: dict  # the data and settings a checkpoint must match to be resumed
+    base_path: Path
+    base_weights: str  # fingerprint of the base model's weights
+    held_out: dict  # what the held-out metrics are measured on
+    remine_every: int
+    use_cuda: bool
+    timeout: int  # seconds a collective may wait
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.train.output)
+
+    @property
+    def work_dir(self) -> Path:
+        """The run directory, or (--overwrite) its replacement until this run ends."""
+        return self.start.work_dir
+
+
+def plan_run(config: cfg.Config, world: World, resume: bool, overwrite: bool, held: ExitStack) -> RunPlan:
+    t, m = config.train, config.model
+    prepared = Prepared.load(Path(t.prepared))
+    loss = resolve_loss(t.loss, "label" in prepared.samples and prepared.samples["label"].notna().any())
+    config = cfg.replace(config, **{"train.loss": loss})  # config.yaml and the card name the loss that trained
+    t = config.train
+    fingerprint = {"data": data_fingerprint(Path(t.prepared)), "settings": cfg.training_settings(config)}
+    base_path = resolve_model(m.name)
+    limit = position_limit(base_path)
+    if limit and t.max_seq_length > limit:
+        raise UserError(
+            f"train.max_seq_length {t.max_seq_length}: {m.name} reads at most {limit} tokens; "
+            f"pass --max-seq-length {limit} or less (0: the model's own)"
+        )
+    base_weights = model_fingerprint(base_path)  # hashes the weights files: once per run
+    remine_every = t.hard_negative_update_frequency
+    if LOSSES[loss].columns == MARGINS and remine_every:
+        remine_every = 0  # the teacher's margins belong to the negatives prepare mined
+        if world.is_main:
+            print(f"{loss}: re-mining is off (the teacher's margins were computed for the prepared negatives)")
+    use_cuda = pick_device(m.device).startswith("cuda")
+    timeout = collective_timeout(len(prepared.corpus), world)
+    init_process_group(world, use_cuda, timeout)
+    continuing = resume or elastic_restart()
+
+    def lock_and_plan():
+        held.enter_context(run_lock(Path(t.output)))
+        return plan_start(Path(t.output), fingerprint, continuing=continuing, overwrite=overwrite)
+
+    start = on_main_then_shared(lock_and_plan, world)
+    held_out = held_out_description(prepared.summary)
+    return RunPlan(
+        config, prepared, world, start, fingerprint, base_path, base_weights, held_out, remine_every, use_cuda, timeout
+    )
+
+
+def held_out_description(summary: dict) -> dict:
+    """What the held-out metrics were measured on: real queries, or synthetic ones (and then labelled so)."""
+    return {
+        "kind": summary.get("eval_kind", "real"),
+        "source": summary.get("eval_source", ""),
+        "queries": summary.get("eval_queries"),
+    }
