@@ -21,7 +21,10 @@ from ragtune.config import ModelConfig
 from ragtune.errors import UserError
 from ragtune.io.data import load_dataset
 from ragtune.prepare.run import input_timestamp
-from ragtune.serving import feast as rf
+from ragtune.serving.index import index
+from ragtune.serving.rag import RAG
+from ragtune.serving.repo import current_view, init_repo, open_store
+from ragtune.serving.retriever import Hit, Retriever
 
 QUESTIONS = [
     "Does folic acid lower homocysteine levels?",
@@ -29,13 +32,13 @@ QUESTIONS = [
 ]
 
 
-def prompt(question: str, passages: list[rf.Hit]) -> str:
+def prompt(question: str, passages: list[Hit]) -> str:
     """The seed's prompt: the retrieved texts as context, then the question."""
     context = "\n\n".join(hit.text for hit in passages)
     return f"Context: {context}\n\nQuestion: {question}\n\nAnswer:"
 
 
-def extractive_generator(question: str, passages: list[rf.Hit]) -> str:
+def extractive_generator(question: str, passages: list[Hit]) -> str:
     """Stand-in for an LLM: the retrieved sentence with the most words in common with the question."""
     words = set(re.findall(r"\w+", question.lower()))
     sentences = [s for hit in passages for s in re.split(r"(?<=[.!?])\s+", hit.text) if s]
@@ -48,7 +51,7 @@ def llm_generator(model_name: str):
 
     generate = pipeline("text-generation", model=model_name)
 
-    def answer(question: str, passages: list[rf.Hit]) -> str:
+    def answer(question: str, passages: list[Hit]) -> str:
         return generate(prompt(question, passages), max_new_tokens=100, return_full_text=False)[0]["generated_text"]
 
     return answer
@@ -57,12 +60,12 @@ def llm_generator(model_name: str):
 def ensure_index(repo: Path, data: str, model: str) -> None:
     """Init and index on first use; later runs search what is there."""
     if not (repo / "feature_store.yaml").exists():
-        rf.init_repo(repo, 384, "data/online_store.db")
+        init_repo(repo, 384, "data/online_store.db")
     try:
-        rf.current_view(rf.open_store(repo), repo)
+        current_view(open_store(repo), repo)
     except UserError:
         corpus = load_dataset(data).corpus
-        result = rf.index(repo, corpus, ModelConfig(name=model), input_timestamp(Path(data)))
+        result = index(repo, corpus, ModelConfig(name=model), input_timestamp(Path(data)))
         print(f"indexed {result.passages} passages into {repo}:{result.view}")
 
 
@@ -77,7 +80,7 @@ def main() -> None:
 
     ensure_index(args.repo, args.data, args.model)
     generator = llm_generator(args.llm) if args.llm else extractive_generator
-    rag = rf.RAG(rf.Retriever(args.repo), generator, top_k=3)
+    rag = RAG(Retriever(args.repo), generator, top_k=3)
     for question in args.questions:
         answer = rag(question)
         print(f"\nQ: {question}\nA: {answer.answer}")

@@ -22,13 +22,22 @@ def test_metrics_equal_sentence_transformers_evaluator(scifact_slice, model):
     corpus = dict(zip(dataset.corpus["id"], dataset.corpus["document"]))
     queries = {q: dataset.queries[q] for q in query_ids}
     reference = InformationRetrievalEvaluator(
-        queries, corpus, {q: set(d) for q, d in qrels.items()}, precision_recall_at_k=[10, 100],
-        show_progress_bar=False, batch_size=64,
-    )(model)  # fmt: skip
+        queries,
+        corpus,
+        {q: set(d) for q, d in qrels.items()},
+        precision_recall_at_k=[10, 100],
+        show_progress_bar=False,
+        batch_size=64,
+    )(model)
     section = cfg.EvalConfig(split="test", models=["all-MiniLM-L6-v2"], baselines=[])
     ours = evaluate(dataset, section, cfg.ModelConfig(device="cpu"))["all-MiniLM-L6-v2"]
-    for metric, key in [("ndcg@10", "ndcg@10"), ("mrr@10", "mrr@10"), ("recall@10", "recall@10"),
-                        ("recall@100", "recall@100"), ("map@100", "map@100")]:  # fmt: skip
+    for metric, key in [
+        ("ndcg@10", "ndcg@10"),
+        ("mrr@10", "mrr@10"),
+        ("recall@10", "recall@10"),
+        ("recall@100", "recall@100"),
+        ("map@100", "map@100"),
+    ]:
         assert ours[metric] == pytest.approx(reference[f"cosine_{key}"], abs=1e-6), metric
 
 
@@ -84,8 +93,50 @@ def test_teacher_baseline_row_is_the_chosen_fusion(scifact_slice, tmp_path):
         (prepared / "summary.json").write_text(json.dumps({"teacher": {"bm25_weight": weight}}))
         section = cfg.EvalConfig(split="test", baselines=["bm25", "teacher"], teacher_of=str(prepared))
         rows[weight] = evaluate(dataset, section, cfg.ModelConfig(device="cpu"))
-    assert list(rows[0.5]) == ["bm25", "teacher: dense+bm25 (w=0.5) over all-MiniLM-L6-v2", "all-MiniLM-L6-v2"]
+    assert list(rows[0.5]) == [
+        "bm25",
+        "teacher: dense+bm25 (w=0.5) over all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2 RRF with bm25 (k=60, reference)",
+    ]
     assert rows[0.0]["teacher: dense over all-MiniLM-L6-v2"] == pytest.approx(rows[0.0]["all-MiniLM-L6-v2"])
     assert rows[0.5]["teacher: dense+bm25 (w=0.5) over all-MiniLM-L6-v2"] != rows[0.5]["all-MiniLM-L6-v2"]
     with pytest.raises(UserError, match="names no teacher"):
         evaluate(dataset, cfg.EvalConfig(baselines=["teacher"], teacher_of=str(tmp_path)), cfg.ModelConfig())
+
+
+@pytest.mark.slow
+def test_a_model_whose_run_chose_hybrid_gets_its_served_row(scifact_slice, tmp_path):
+    """The served row is the fusion at the recorded weight, the teacher's fusion over the same model and BM25; a
+    model without a recorded fusion (the bundled one) has its dense row only. BM25 is bm25s' own ranking."""
+    import shutil
+
+    import bm25s
+
+    from ragtune.io.data import evaluation_qrels
+    from ragtune.io.runinfo import RunMetrics
+    from ragtune.retrieval.models import resolve_model
+
+    dataset = load_dataset(scifact_slice)
+    run = tmp_path / "run"
+    shutil.copytree(resolve_model("all-MiniLM-L6-v2"), run / "model")
+    RunMetrics(tuned={"ndcg@10": 0.5}, eval_set="x", fusion={"bm25_weight": 0.5, "queries": 50}).write(run)
+    teacher = tmp_path / "prepared"
+    teacher.mkdir()
+    (teacher / "summary.json").write_text(json.dumps({"teacher": {"bm25_weight": 0.5}}))
+    section = cfg.EvalConfig(
+        split="test", models=[str(run / "model")], baselines=["bm25", "teacher"], teacher_of=str(teacher)
+    )
+    rows = evaluate(dataset, section, cfg.ModelConfig(device="cpu"))
+    served = f"{run / 'model'} dense+bm25 (w=0.5)"
+    assert served in rows and rows[served] == pytest.approx(rows[f"teacher: dense+bm25 (w=0.5) over {run / 'model'}"])
+    assert rows[served] != rows[str(run / "model")]
+    qrels = evaluation_qrels(dataset, "test")
+    query_ids = sorted(qrels)
+    reference = bm25s.BM25(k1=1.2, b=0.75)
+    documents, doc_ids = dataset.corpus["document"].tolist(), dataset.corpus["id"].tolist()
+    reference.index(bm25s.tokenize(documents, stopwords="en", show_progress=False), show_progress=False)
+    tokens = bm25s.tokenize([dataset.queries[q] for q in query_ids], stopwords="en", show_progress=False)
+    found, scores = reference.retrieve(tokens, k=100, show_progress=False, n_threads=1)
+    lexical = {q: [(doc_ids[i], float(s)) for i, s in zip(r, c) if s > 0] for q, r, c in zip(query_ids, found, scores)}
+    assert rows["bm25"] == pytest.approx(retrieval_metrics(lexical, qrels), abs=1e-9)

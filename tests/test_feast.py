@@ -19,7 +19,11 @@ from ragtune.io.data import load_dataset
 from ragtune.prepare.run import input_timestamp
 from ragtune.retrieval.embeddings import encode, top_k
 from ragtune.retrieval.models import resolve_model
-from ragtune.serving import feast as rf
+from ragtune.serving.index import IndexResult, index
+from ragtune.serving.offline import historical_corpus
+from ragtune.serving.rag import RAG
+from ragtune.serving.repo import TAG, current_view, init_repo, open_store, passage_views, repo_yaml
+from ragtune.serving.retriever import Retriever, evaluate_via_feast
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +35,10 @@ def dataset(scifact_slice):
     return load_dataset(scifact_slice)
 
 
-def build_repo(directory: Path, data: Path, corpus: pd.DataFrame, model: str = MODEL) -> rf.IndexResult:
+def build_repo(directory: Path, data: Path, corpus: pd.DataFrame, model: str = MODEL) -> IndexResult:
     if not (directory / "feature_store.yaml").exists():
-        rf.init_repo(directory, 384, "data/online_store.db")
-    return rf.index(directory, corpus, ModelConfig(name=model, device="cpu"), input_timestamp(data))
+        init_repo(directory, 384, "data/online_store.db")
+    return index(directory, corpus, ModelConfig(name=model, device="cpu"), input_timestamp(data))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,7 @@ def repo(tmp_path_factory, scifact_slice, dataset) -> Path:
 
 @pytest.fixture(scope="module")
 def retriever(repo):
-    return rf.Retriever(repo, device="cpu")
+    return Retriever(repo, device="cpu")
 
 
 def test_init_writes_an_embedded_repo(repo):
@@ -55,7 +59,7 @@ def test_init_writes_an_embedded_repo(repo):
     assert (config["provider"], online["type"], online["path"]) == ("local", "milvus", "data/online_store.db")
     assert (online["embedding_dim"], online["index_type"], online["metric_type"]) == (384, "FLAT", "COSINE")
     assert config["offline_store"]["type"] == "duckdb"
-    store = rf.open_store(repo)
+    store = open_store(repo)
     assert [e.name for e in store.list_entities()] == ["passage_id"]
     (view,) = store.list_feature_views()
     assert [f.name for f in view.features] == ["doc_id", "title", "text", "source_id", "embedding"]
@@ -64,7 +68,7 @@ def test_init_writes_an_embedded_repo(repo):
     assert view.tags["ragtune.dim"] == "384" and view.tags["ragtune.state"] == "ready"
     assert view.tags["ragtune.weights"] and view.tags["ragtune.model"] == MODEL
     with pytest.raises(UserError, match="already exists"):
-        rf.init_repo(repo, 384, "data/online_store.db")
+        init_repo(repo, 384, "data/online_store.db")
 
 
 def test_search_returns_the_exact_top_k(retriever, model, dataset):
@@ -96,7 +100,7 @@ def test_ids_line_up_with_titles_and_texts(repo, retriever, dataset):
 
 
 def test_rag_hands_the_retrieved_passages_to_the_generator(retriever):
-    rag = rf.RAG(retriever, lambda question, passages: f"{question} -> {passages[0].title}", top_k=3)
+    rag = RAG(retriever, lambda question, passages: f"{question} -> {passages[0].title}", top_k=3)
     answer = rag("Does vitamin D prevent fractures?")
     assert len(answer.passages) == 3
     assert answer.answer == f"Does vitamin D prevent fractures? -> {answer.passages[0].title}"
@@ -108,21 +112,21 @@ def test_reindex_switches_over_to_one_view(tmp_path, scifact_slice, dataset):
     smaller = dataset.corpus.iloc[:150]
     second = build_repo(repo, scifact_slice, smaller)
     assert (first.view, second.view, second.removed) == ("passages_v1", "passages_v2", ["passages_v1"])
-    store = rf.open_store(repo)
+    store = open_store(repo)
     assert [v.name for v in store.list_feature_views()] == ["passages_v2"]
     assert sorted(p.name for p in (repo / "data" / "offline").iterdir()) == ["passages_v2.parquet"]
     from pymilvus import MilvusClient
 
     collections = MilvusClient(str(repo / "data" / "online_store.db")).list_collections()
     assert [c for c in collections if c.startswith("ragtune_")] == ["ragtune_passages_v2"]
-    hits = rf.Retriever(repo, device="cpu").search("cancer", top_k=200)
+    hits = Retriever(repo, device="cpu").search("cancer", top_k=200)
     assert len(hits) == 150 and {h.id for h in hits} == set(smaller["id"])  # the dropped 50 are gone
 
 
 def test_wrong_dimension_and_wrong_model_are_user_errors(tmp_path, repo, scifact_slice, dataset):
     narrow = tmp_path / "narrow"
     (narrow / "data").mkdir(parents=True)
-    (narrow / "feature_store.yaml").write_text(rf.repo_yaml(128, "data/online_store.db"))
+    (narrow / "feature_store.yaml").write_text(repo_yaml(128, "data/online_store.db"))
     with pytest.raises(UserError, match="embedding_dim is 128 but model .* makes 384-dim vectors"):
         build_repo(narrow, scifact_slice, dataset.corpus)
     other = tmp_path / "other-model"  # the same weights plus one file: another weights hash
@@ -133,20 +137,20 @@ def test_wrong_dimension_and_wrong_model_are_user_errors(tmp_path, repo, scifact
             os.symlink(file, target)
     (other / "NOTE.txt").write_text("a different model\n")
     with pytest.raises(UserError, match="is not the one .* was built with"):
-        rf.Retriever(repo, model=str(other), device="cpu")
+        Retriever(repo, model=str(other), device="cpu")
 
 
 def test_bad_repo_path_is_a_user_error(tmp_path, capsys):
     with pytest.raises(UserError, match="not a Feast repo"):
-        rf.Retriever(tmp_path / "missing")
+        Retriever(tmp_path / "missing")
     empty = tmp_path / "empty"
     empty.mkdir()
-    (empty / "feature_store.yaml").write_text(rf.repo_yaml(384, "data/online_store.db"))
+    (empty / "feature_store.yaml").write_text(repo_yaml(384, "data/online_store.db"))
     with pytest.raises(UserError, match="no passages indexed yet"):
-        rf.Retriever(empty)
+        Retriever(empty)
     (empty / "feature_store.yaml").write_text("project: x\nonline_store: {type: milvus, embedding_dim: abc}\n")
     with pytest.raises(UserError, match="not a valid Feast config .*embedding_dim"):
-        rf.Retriever(empty)
+        Retriever(empty)
     assert cli.main(["search", "a question", "--repo", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ragtune: error:") and "not a Feast repo" in err and "ragtune feast init" in err
@@ -156,17 +160,18 @@ def test_cli_search_prints_top_k(repo, capsys):
     assert (
         cli.main(["search", "folic acid and homocysteine", "--repo", str(repo), "--top-k", "3", "--device", "cpu"]) == 0
     )
-    lines = capsys.readouterr().out.splitlines()
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header == f"{repo}:passages_v1, dense"
     assert [line.split()[0] for line in lines[::2]] == ["1", "2", "3"] and len(lines) == 6
 
 
 def test_historical_features_round_trip(repo, scifact_slice, dataset):
-    corpus, valid_from, view = rf.historical_corpus(repo)
+    corpus, valid_from, view = historical_corpus(repo)
     expected = dataset.corpus.sort_values("id").reset_index(drop=True)
     pd.testing.assert_frame_equal(corpus[expected.columns], expected)
     assert valid_from == input_timestamp(scifact_slice) and view == "passages_v1"
     with pytest.raises(UserError, match="pick a later time"):
-        rf.historical_corpus(repo, pd.Timestamp("2000-01-01", tz="UTC").to_pydatetime())
+        historical_corpus(repo, pd.Timestamp("2000-01-01", tz="UTC").to_pydatetime())
 
 
 def test_prepare_from_feast_matches_prepare_from_files(tmp_path, repo, scifact_slice):
@@ -182,10 +187,11 @@ def test_prepare_from_feast_matches_prepare_from_files(tmp_path, repo, scifact_s
 
 
 def test_evaluate_via_feast_equals_exact_in_memory(repo, dataset):
-    exact = evaluate(dataset, cfg.EvalConfig(split="test", models=[MODEL], baselines=["none"]),
-                     ModelConfig(device="cpu"))[MODEL]  # fmt: skip
-    (served,) = rf.evaluate_via_feast(
-        dataset, repo, split="test", models=[], device="cpu", encode_batch_size=64
+    exact = evaluate(
+        dataset, cfg.EvalConfig(split="test", models=[MODEL], baselines=["none"]), ModelConfig(device="cpu")
+    )[MODEL]
+    (served,) = evaluate_via_feast(
+        dataset, repo, split="test", models=[], model_config=ModelConfig(device="cpu"), feast_config=cfg.FeastConfig()
     ).values()
     assert served == pytest.approx(exact, abs=1e-6)
     assert exact["ndcg@10"] > 0.3  # a real ranking, not two empty ones
@@ -196,18 +202,117 @@ def test_index_refuses_a_model_measured_worse_than_the_one_it_serves(prepared_di
     queries is refused, in one line, and the base stays served; --force indexes it."""
     from conftest import train_config
 
-    worse = api.train(train_config(prepared_dir, tmp_path / "worse", train__epochs=1, train__learning_rate=3e-2,
-                                   train__keep_worse=True, train__hard_negative_update_frequency=0))  # fmt: skip
+    worse = api.train(
+        train_config(
+            prepared_dir,
+            tmp_path / "worse",
+            train__epochs=1,
+            train__learning_rate=3e-2,
+            train__keep_worse=True,
+            train__hard_negative_update_frequency=0,
+        )
+    )
     assert worse.metrics.tuned["ndcg@10"] < worse.metrics.base["ndcg@10"]
     repo = tmp_path / "repo"
     build_repo(repo, scifact_slice, pd.read_parquet(prepared_dir / "corpus.parquet"))
-    index = ["index", "--repo", str(repo), "--data", str(prepared_dir), "--model", str(worse.model_dir),
-             "--device", "cpu"]  # fmt: skip
+    index = [
+        "index",
+        "--repo",
+        str(repo),
+        "--data",
+        str(prepared_dir),
+        "--model",
+        str(worse.model_dir),
+        "--device",
+        "cpu",
+    ]
     capsys.readouterr()
     assert cli.main(index) == 2
     err = capsys.readouterr().err
     assert "scored held-out nDCG@10" in err and "passages_v1 stays" in err and err.count("\n") == 1
-    assert [v.name for v in rf.passage_views(rf.open_store(repo))] == ["passages_v1"]
+    assert [v.name for v in passage_views(open_store(repo))] == ["passages_v1"]
     assert cli.main([*index, "--force"]) == 0
-    view = rf.current_view(rf.open_store(repo), repo)
-    assert view.name == "passages_v2" and worse.metrics.eval_set in view.tags[rf.TAG + "scores"]
+    view = current_view(open_store(repo), repo)
+    assert view.name == "passages_v2" and worse.metrics.eval_set in view.tags[TAG + "scores"]
+
+
+def in_memory_hybrid(dataset, weight: float) -> tuple[dict, dict]:
+    """`retrieval.fusion`'s exact full-corpus fusion of the base model and BM25 on the test queries."""
+    from ragtune.io.data import evaluation_qrels
+    from ragtune.retrieval.bm25 import Bm25
+    from ragtune.retrieval.fusion import hybrid_rankings
+    from ragtune.retrieval.metrics import retrieval_metrics
+    from ragtune.retrieval.models import load_model
+
+    qrels = evaluation_qrels(dataset, "test")
+    query_ids = sorted(qrels)
+    texts = [dataset.queries[q] for q in query_ids]
+    model = load_model(MODEL, "cpu", "torch")
+    documents = dataset.corpus["document"].tolist()
+    corpus = encode(model, documents, 64, "document", progress=False)
+    queries = encode(model, texts, 64, "query", progress=False)
+    rankings = hybrid_rankings(
+        texts, queries, corpus, Bm25(documents), (weight,), query_ids, dataset.corpus["id"].tolist()
+    )[weight]
+    return rankings, retrieval_metrics(rankings, qrels)
+
+
+def test_hybrid_search_serves_exactly_the_evaluated_fusion(repo, dataset):
+    """The served fusion is the one `evaluate` measures: same top 10 for every test query, metrics to 1e-4."""
+    rankings, exact = in_memory_hybrid(dataset, 0.3)
+    hybrid = cfg.FeastConfig(mode="hybrid", bm25_weight=0.3)
+    model = ModelConfig(device="cpu")
+    ((label, served),) = evaluate_via_feast(
+        dataset, repo, split="test", models=[], model_config=model, feast_config=hybrid
+    ).items()
+    assert "dense+bm25 (w=0.3) via feast" in label
+    assert served == pytest.approx(exact, abs=1e-4)
+    retriever = Retriever(repo, device="cpu", mode="hybrid", bm25_weight=0.3)
+    for qid in sorted(rankings)[:20]:
+        hits = retriever.search(dataset.queries[qid], top_k=10)
+        assert [hit.id for hit in hits] == [d for d, _ in rankings[qid][:10]]
+        np.testing.assert_allclose([hit.score for hit in hits], [s for _, s in rankings[qid][:10]], atol=1e-5)
+    dense = Retriever(repo, device="cpu", mode="dense")
+    assert dense.bm25_weight == 0 and dense.keywords is None
+
+
+def test_a_view_without_keywords_serves_dense_with_one_warning(tmp_path, scifact_slice, dataset):
+    """A view indexed before the keyword side existed: dense with a warning naming `ragtune index`; hybrid refused."""
+    from ragtune.serving.repo import passage_entity, passages_view
+
+    repo = tmp_path / "repo"
+    build_repo(repo, scifact_slice, dataset.corpus)
+    store = open_store(repo)
+    view = current_view(store, repo)
+    old_tags = {k: v for k, v in view.tags.items() if k not in (TAG + "keywords", TAG + "fusion")}
+    store.apply([passage_entity(), passages_view(view.name, Path(view.batch_source.path), 384, old_tags)])
+    with pytest.warns(UserWarning, match="serves dense only.*ragtune index"):
+        assert Retriever(repo, device="cpu").bm25_weight == 0
+    with pytest.raises(UserError, match="--mode hybrid: .* has no keyword index; `ragtune index` again"):
+        Retriever(repo, device="cpu", mode="hybrid", bm25_weight=0.3)
+
+
+def test_index_serves_the_fusion_the_run_recorded_and_drops_stale_keywords(tmp_path, scifact_slice, dataset):
+    """A run directory whose metrics.json chose hybrid: index records it on the view, search serves it; a new
+    index run removes the old view's keyword files with its parquet."""
+    import json
+    import shutil
+
+    from ragtune.io.runinfo import RunMetrics
+    from ragtune.serving.keywords import keywords_dir
+
+    run = tmp_path / "run"
+    shutil.copytree(resolve_model(MODEL), run / "model")
+    choice = {"mode": "hybrid", "bm25_weight": 0.2, "queries": 40, "kind": "real", "why": "measured", "rows": []}
+    RunMetrics(tuned={"ndcg@10": 0.5}, eval_set="abc", fusion=choice).write(run)
+    repo = tmp_path / "repo"
+    build_repo(repo, scifact_slice, dataset.corpus, model=str(run / "model"))
+    view = current_view(open_store(repo), repo)
+    assert json.loads(view.tags[TAG + "fusion"])["bm25_weight"] == 0.2
+    retriever = Retriever(repo, device="cpu")
+    assert retriever.bm25_weight == 0.2 and retriever.mode == "dense+bm25 (w=0.2)"
+    assert Retriever(repo, device="cpu", mode="dense").bm25_weight == 0
+    assert keywords_dir(repo, view.name).is_dir()
+    build_repo(repo, scifact_slice, dataset.corpus, model=str(run / "model"))
+    assert not keywords_dir(repo, view.name).exists()
+    assert keywords_dir(repo, current_view(open_store(repo), repo).name).is_dir()

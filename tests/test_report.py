@@ -31,12 +31,24 @@ def demo_root(prepared_dir, scifact_slice, tmp_path_factory) -> Path:
     shutil.copytree(prepared_dir, root / "prepared")
     samples = pd.read_parquet(root / "prepared" / "train.parquet")
     samples.iloc[:16].to_parquet(root / "prepared" / "train.parquet")
-    config = cfg.load(None, {
-        "data.path": str(scifact_slice), "model.device": "cpu", "mining.range_min": 0, "mining.min_score": 0.1,
-        "train.prepared": str(root / "prepared"), "train.output": str(root / "run"), "train.batch_size": 8,
-        "train.epochs": 1, "train.max_seq_length": 64, "train.logging_steps": 1, "train.seed": 1,
-        "eval.output": str(root / "eval"), "eval.models": ["all-MiniLM-L6-v2", str(root / "run" / "model")],
-    })  # fmt: skip
+    config = cfg.load(
+        None,
+        {
+            "data.path": str(scifact_slice),
+            "model.device": "cpu",
+            "mining.range_min": 0,
+            "mining.min_score": 0.1,
+            "train.prepared": str(root / "prepared"),
+            "train.output": str(root / "run"),
+            "train.batch_size": 8,
+            "train.epochs": 1,
+            "train.max_seq_length": 64,
+            "train.logging_steps": 1,
+            "train.seed": 1,
+            "eval.output": str(root / "eval"),
+            "eval.models": ["all-MiniLM-L6-v2", str(root / "run" / "model")],
+        },
+    )
     api.train(config)
     api.evaluate(config)
     return root
@@ -62,7 +74,7 @@ def test_report_renders_the_run_numbers_in_chromium(demo_root, tmp_path):
     for name in ["ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"]:
         assert f"{metrics['base'][name]:.4f}" in dom and f"{metrics['tuned'][name]:.4f}" in dom, name
     results = json.loads((demo_root / "eval" / "metrics.json").read_text())["results"]  # found beside the run
-    assert list(results)[0] == "bm25" and len(results) == 3
+    assert list(results)[0] == "bm25" and len(results) == 4  # bm25, base, tuned, RRF reference
     for system in results.values():
         assert all(f"{value:.4f}" in dom for value in system.values())
     audit = json.loads((demo_root / "prepared" / "audit.json").read_text())

@@ -45,9 +45,20 @@ def finished_run(prepared_dir, tmp_path_factory):
 def prepared_k3(scifact_slice, tmp_path_factory):
     """Three hard negatives asked per pair, in a window where some pairs find fewer: re-mining must cope."""
     out = tmp_path_factory.mktemp("k3") / "prepared"
-    api.prepare(cfg.load(None, {"data.path": str(scifact_slice), "data.output": str(out), "data.eval_fraction": 0.15,
-                                "mining.range_min": 0, "mining.range_max": 12, "mining.min_score": 0.45,
-                                "mining.hard_negatives_per_query": 3}))  # fmt: skip
+    api.prepare(
+        cfg.load(
+            None,
+            {
+                "data.path": str(scifact_slice),
+                "data.output": str(out),
+                "data.eval_fraction": 0.15,
+                "mining.range_min": 0,
+                "mining.range_max": 12,
+                "mining.min_score": 0.45,
+                "mining.hard_negatives_per_query": 3,
+            },
+        )
+    )
     samples = pd.read_parquet(out / "train.parquet")
     slots = samples.groupby(["anchor_id", "positive_id"]).size()
     assert slots.max() == 3 and slots.min() < 3, "the fixture must hold pairs with fewer negatives than asked"
@@ -59,8 +70,13 @@ def prepared_k3(scifact_slice, tmp_path_factory):
 def test_model_changes_and_all_artifacts_appear(finished_run):
     result, run_dir = finished_run
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        ".ragtune-output", "checkpoints", "config.yaml", "metrics.json", "model", "tensorboard"
-    ]  # fmt: skip
+        ".ragtune-output",
+        "checkpoints",
+        "config.yaml",
+        "metrics.json",
+        "model",
+        "tensorboard",
+    ]
     assert not list(run_dir.parent.glob(".*.lock")), "the run's lock outlived the run"
     base = load_file(resolve_model("all-MiniLM-L6-v2") / "model.safetensors")
     tuned = load_file(run_dir / "model" / "model.safetensors")
@@ -85,6 +101,24 @@ def test_model_card_is_sentence_transformers_card_with_ragtune_sections(finished
     assert f'SentenceTransformer("{run_dir / "model"}")' in card  # the usage snippet loads this model
     assert card.index("## ragtune") < card.index("## Training Details")
     assert "| ndcg@10 |" in card and "dropped_same_source" in card and "loss: mnrl" in card
+
+
+def test_the_served_fusion_is_chosen_on_the_held_out_queries_for_the_shipped_model(finished_run, prepared_dir):
+    """Rows for every weight, w = 0 being the shipped model's own held-out score; the choice, its evidence and
+    the card agree; hybrid only when it beat dense on enough queries."""
+    from ragtune.retrieval.fusion import WEIGHTS, FusionChoice
+    from ragtune.retrieval.metrics import DECIDING_QUERIES
+
+    result, run_dir = finished_run
+    choice = FusionChoice.from_dict(json.loads((run_dir / "metrics.json").read_text())["fusion"])
+    assert [row["bm25_weight"] for row in choice.rows] == list(WEIGHTS)
+    assert choice.rows[0]["ndcg@10"] == pytest.approx(result.metrics.tuned["ndcg@10"], abs=1e-6)
+    assert choice.queries == len(pd.read_parquet(prepared_dir / "eval.parquet")["anchor_id"].unique())
+    best = max(choice.rows, key=lambda row: (row["ndcg@10"], -row["bm25_weight"]))
+    beats = best["ndcg@10"] > choice.rows[0]["ndcg@10"] and choice.queries >= DECIDING_QUERIES
+    assert choice.bm25_weight == (best["bm25_weight"] if beats else 0.0)
+    card = (run_dir / "model" / "README.md").read_text()
+    assert f"### Served as {choice.name}" in card and choice.why in card
 
 
 def test_best_checkpoint_survives_rotation_and_is_the_model(finished_run):
@@ -118,17 +152,28 @@ def test_tensorboard_holds_the_named_scalars(finished_run):
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    for tag in ["train/loss", "train/learning_rate", "eval/ndcg@10", "eval/mrr@10", "eval/recall@100",
-                "Evaluation/Positive_Pair_Similarity", "Hard_Negatives/New_Pairs_Added", "Dataset/Total_Size",
-                "Hard_Negatives/dropped_same_source"]:  # fmt: skip
+    for tag in [
+        "train/loss",
+        "train/learning_rate",
+        "eval/ndcg@10",
+        "eval/mrr@10",
+        "eval/recall@100",
+        "Evaluation/Positive_Pair_Similarity",
+        "Hard_Negatives/New_Pairs_Added",
+        "Dataset/Total_Size",
+        "Hard_Negatives/dropped_same_source",
+    ]:
         assert tag in tags, tag
     assert (run_dir / "tensorboard" / "hparams").is_dir()
 
 
 @pytest.mark.parametrize("loss", ["cached-mnrl", "gist", "contrastive"])
 def test_other_losses_train(prepared_dir, tmp_path, loss):
-    result = train(train_config(prepared_dir, tmp_path / loss, train__loss=loss, train__epochs=1,
-                                train__hard_negative_update_frequency=0))  # fmt: skip
+    result = train(
+        train_config(
+            prepared_dir, tmp_path / loss, train__loss=loss, train__epochs=1, train__hard_negative_update_frequency=0
+        )
+    )
     assert result.metrics.train["steps"] == (10 if loss == "contrastive" else 5)
     assert (result.model_dir / "model.safetensors").is_file()
 
@@ -186,8 +231,13 @@ def test_bad_training_inputs(prepared_dir, tmp_path, finished_run):
 
 def test_tensorboard_command_binds_loopback(finished_run):
     _, run_dir = finished_run
-    process = subprocess.Popen([RAGTUNE, "tensorboard", str(run_dir), "--port", "0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=os.environ)  # fmt: skip
+    process = subprocess.Popen(
+        [RAGTUNE, "tensorboard", str(run_dir), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ,
+    )
     try:
         banner = process.stdout.readline()
         assert "http://127.0.0.1:" in banner
@@ -221,8 +271,16 @@ def test_final_model_embeddings_in_cache_match_a_fresh_encode(finished_run, prep
 
 def test_early_stopping_ends_training_when_ndcg_stops_improving(prepared_dir, tmp_path):
     """A learning rate too small to change any ranking: the first epoch brings no gain, patience 1 stops there."""
-    result = train(train_config(prepared_dir, tmp_path / "stop", train__epochs=3, train__learning_rate=1e-12,
-                                train__early_stopping_patience=1, train__hard_negative_update_frequency=0))  # fmt: skip
+    result = train(
+        train_config(
+            prepared_dir,
+            tmp_path / "stop",
+            train__epochs=3,
+            train__learning_rate=1e-12,
+            train__early_stopping_patience=1,
+            train__hard_negative_update_frequency=0,
+        )
+    )
     assert result.metrics.train["steps"] == 5  # one epoch of 5, not 15
     assert result.metrics.best_step == 0  # the base model stays the best, and is what model/ holds
     assert result.metrics.shipped == "base" and result.metrics.best_tuned["step"] == 5
@@ -248,9 +306,19 @@ def test_passages_only_data_trains_on_teacher_margins(tmp_path, prepared_dir):
     rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:120]
     rows.to_parquet(tmp_path / "passages.parquet")
     prepared = tmp_path / "prepared"
-    api.prepare(cfg.load(None, {"data.path": str(tmp_path / "passages.parquet"), "data.output": str(prepared),
-                                "mining.range_min": 0, "mining.min_score": 0.1, "synthetic.passages": 20,
-                                "synthetic.queries_per_passage": 1}))  # fmt: skip
+    api.prepare(
+        cfg.load(
+            None,
+            {
+                "data.path": str(tmp_path / "passages.parquet"),
+                "data.output": str(prepared),
+                "mining.range_min": 0,
+                "mining.min_score": 0.1,
+                "synthetic.passages": 20,
+                "synthetic.queries_per_passage": 1,
+            },
+        )
+    )
     samples = pd.read_parquet(prepared / "train.parquet")
     assert samples["positive_id"].nunique() <= 20 and samples["label"].notna().any()  # synthetic.passages
     result = train(train_config(prepared, tmp_path / "run", train__epochs=1, train__batch_size=4))
@@ -267,9 +335,17 @@ def test_wise_average_is_measured_and_ships_when_it_beats_the_epoch(prepared_dir
     from ragtune.train.averaging import averaged_state
     from ragtune.train.heldout import HeldOutEvaluator
 
-    result = api.train(train_config(prepared_dir, tmp_path / "wise", train__epochs=1, train__learning_rate=3e-2,
-                                    train__hard_negative_update_frequency=0, train__keep_worse=True,
-                                    train__wise_alphas=[0.95, 0.05]))  # fmt: skip
+    result = api.train(
+        train_config(
+            prepared_dir,
+            tmp_path / "wise",
+            train__epochs=1,
+            train__learning_rate=3e-2,
+            train__hard_negative_update_frequency=0,
+            train__keep_worse=True,
+            train__wise_alphas=[0.95, 0.05],
+        )
+    )
     metrics = result.metrics
     candidates = {c["alpha"]: c["ndcg@10"] for c in metrics.wise["candidates"]}
     assert sorted(candidates) == [0.05, 0.95] and metrics.wise["chosen_alpha"] == 0.05

@@ -41,7 +41,7 @@ def prepare(config: cfg.Config, overwrite: bool = False, config_file: Path | Non
     d = config.data
     output = Path(d.output)
     if d.from_feast:
-        from ragtune.serving.feast import dataset_from_feast
+        from ragtune.serving.offline import dataset_from_feast
 
         dataset, timestamp, view = dataset_from_feast(Path(d.from_feast), d.path, d.max_text_chars)
     else:
@@ -75,26 +75,28 @@ def evaluate(
     output = Path(e.output)
     dataset = load_dataset(config.data.path, config.data.max_text_chars)  # answered before torch is imported
     from ragtune.evaluate import run as stage
+    from ragtune.evaluate.plots import bar_chart
+    from ragtune.evaluate.tables import markdown_table
     from ragtune.io.outputs import atomic_dir
 
     results = stage.evaluate(dataset, e, m)
     if e.via_feast:  # the model is the one the repo serves; its rankings come from the online store
-        from ragtune.serving.feast import evaluate_via_feast
+        from ragtune.serving.retriever import evaluate_via_feast
 
         results |= evaluate_via_feast(
             dataset,
             Path(e.via_feast),
             split=e.split,
             models=e.models,
-            device=m.device,
-            encode_batch_size=m.encode_batch_size,
+            model_config=m,
+            feast_config=config.feast,
         )
-    table = stage.markdown_table(results)
+    table = markdown_table(results)
     with atomic_dir(output, overwrite, "evaluation") as tmp:
         (tmp / "metrics.json").write_text(json.dumps({"split": e.split, "results": results}, indent=2) + "\n")
         (tmp / "metrics.md").write_text(table)
         (tmp / "config.yaml").write_text(cfg.to_yaml(config))
-        stage.bar_chart(results, tmp / "metrics.png", f"{Path(config.data.path).name} / {e.split}")
+        bar_chart(results, tmp / "metrics.png", f"{Path(config.data.path).name} / {e.split}")
     print(table + f"\nwritten to {output}/ (metrics.json, metrics.md, metrics.png)")
     return results
 
@@ -188,10 +190,10 @@ def delete(config: cfg.Config, name: str) -> None:
 
 def feast_init(config: cfg.Config, overwrite: bool = False) -> Path:
     """A Feast feature repo in `config.feast.repo`: Milvus Lite online store, duckdb over parquet offline."""
-    from ragtune.serving import feast as stage
+    from ragtune.serving.repo import init_repo
 
     f = config.feast
-    repo = stage.init_repo(Path(f.repo), f.embedding_dim, f.online_path, overwrite)
+    repo = init_repo(Path(f.repo), f.embedding_dim, f.online_path, overwrite)
     print(
         f"Feast repo {repo}: Milvus Lite online store ({f.online_path}, {f.embedding_dim}-dim, FLAT, COSINE), "
         f"duckdb offline store; next: ragtune index --repo {repo} --data DATA --model MODEL"
@@ -207,9 +209,10 @@ def index(config: cfg.Config, force: bool = False):
     d, repo = config.data, check_repo(Path(config.feast.repo))  # answered before torch and Feast load
     corpus = load_corpus(d.path, d.max_text_chars)
     from ragtune.prepare.run import input_timestamp
-    from ragtune.serving import feast as stage
+    from ragtune.serving import index as stage
+    from ragtune.serving.repo import open_store
 
-    stage.open_store(repo)
+    open_store(repo)
     result = stage.index(repo, corpus, config.model, input_timestamp(Path(d.path)), force)
     removed = f"; removed {', '.join(result.removed)}" if result.removed else ""
     print(f"indexed {result.passages} passages into {repo}:{result.view} in {result.seconds:.1f} s{removed}")
@@ -229,11 +232,12 @@ def search(config: cfg.Config, question: str, model: str | None = None):
     from ragtune.serving.repo import check_repo
 
     check_repo(Path(config.feast.repo))  # answered before torch and Feast load
-    from ragtune.serving import feast as stage
+    from ragtune.serving.retriever import Retriever
 
-    m = config.model
-    retriever = stage.Retriever(Path(config.feast.repo), model, m.device, m.encode_batch_size)
+    m, f = config.model, config.feast
+    retriever = Retriever(Path(f.repo), model, m.device, m.encode_batch_size, f.mode, f.bm25_weight)
     hits = retriever.search(question, config.feast.top_k)
+    print(f"{retriever.repo}:{retriever.view.name}, {retriever.mode}")
     for rank, hit in enumerate(hits, start=1):
         print(f"{rank:>3}  {hit.score:.4f}  {hit.id}  {hit.title[:90]}")
         print(f"     {hit.text[:160]}")

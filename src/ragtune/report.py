@@ -16,6 +16,7 @@ import yaml
 from ragtune.errors import UserError
 from ragtune.io.prepared import held_out_queries
 from ragtune.io.runinfo import RunMetrics
+from ragtune.retrieval.fusion import FusionChoice, mode_name
 from ragtune.retrieval.metrics import PRIMARY_METRIC
 
 CURVES = {
@@ -24,7 +25,7 @@ CURVES = {
     "train/learning_rate": "Learning rate",
     "Evaluation/Positive_Pair_Similarity": "Positive pair similarity",
 }
-NOT_METRICS = {"step", "epoch"}  # history entries carry these beside the metrics
+NOT_METRICS = {"step", "epoch", "bm25_weight"}  # history and fusion rows carry these beside the metrics
 PASS_KEYS = {"step", "epoch", "seconds"}  # re-mining records: shown in the column header, not as rows
 
 
@@ -238,6 +239,14 @@ def render(data: dict) -> str:
         f"<h2>{_e(held_out_name(metrics))} split (measured during training)</h2>"
         + metrics_table(held_out, deltas if base else None)
     )
+    choice = FusionChoice.from_dict(metrics.fusion)
+    if choice.rows:
+        evidence = {mode_name(row["bm25_weight"]): row for row in choice.rows}
+        sections.append(
+            f"<h2>Served as {_e(choice.name)}</h2>"
+            f'<p class="sub">chosen on {choice.queries} held-out {_e(held_out_queries(choice.kind))} '
+            f"({_e(choice.source)}): {_e(choice.why)}</p>" + metrics_table(evidence)
+        )
     charts = [line_chart(title, data["curves"][tag]) for tag, title in CURVES.items() if data["curves"].get(tag)]
     sections.append(
         "<h2>Training curves</h2>"

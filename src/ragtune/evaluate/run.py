@@ -9,27 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ragtune.errors import UserError
 from ragtune.io.data import Dataset, evaluation_qrels
+from ragtune.io.runinfo import RunMetrics
+from ragtune.retrieval.bm25 import Bm25
 from ragtune.retrieval.embeddings import encode, encode_corpus_cached
-from ragtune.retrieval.metrics import CUTOFF, METRICS, Rankings, dense_rankings, retrieval_metrics
+from ragtune.retrieval.fusion import RRF_K, FusionChoice, bm25_rankings, hybrid_rankings, mode_name, rrf
+from ragtune.retrieval.metrics import CUTOFF, Rankings, dense_rankings, retrieval_metrics
 from ragtune.retrieval.models import load_model, model_fingerprint, resolve_model
-
-
-def bm25_rankings(queries: list[str], query_ids: list[str], documents: list[str], doc_ids: list[str]) -> Rankings:
-    """Okapi BM25 (k1=1.2, b=0.75, English stopwords) over title + text."""
-    import bm25s
-
-    retriever = bm25s.BM25(k1=1.2, b=0.75)
-    retriever.index(bm25s.tokenize(documents, stopwords="en", show_progress=False), show_progress=False)
-    tokens = bm25s.tokenize(queries, stopwords="en", show_progress=False)
-    indices, scores = retriever.retrieve(tokens, k=min(CUTOFF, len(documents)), show_progress=False, n_threads=1)
-    return {
-        qid: [(doc_ids[i], float(s)) for i, s in zip(row_idx, row_scores) if s > 0]
-        for qid, row_idx, row_scores in zip(query_ids, indices, scores)
-    }
+from ragtune.zero_label.teacher import RERANK_DEPTH, CrossEncoderTeacher, build_teacher
 
 
 def teacher_of(prepared_dir: str) -> dict:
@@ -52,7 +40,8 @@ def teacher_of(prepared_dir: str) -> dict:
 def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
     """Metrics per system on split `e.split`: baselines first, then each model of the `eval:` section, in order.
 
-    The teacher row ranks with the first model (the base) fused with BM25, as `prepare` chose it."""
+    A model whose run chose a fusion with BM25 gets a second row, as it is served; RRF of the last model
+    and BM25 is a reference row. The teacher row ranks with the first model (the base), as `prepare` chose it."""
     from ragtune.retrieval.models import cache_dir
 
     qrels = evaluation_qrels(dataset, e.split)
@@ -65,59 +54,39 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
     teacher = teacher_of(e.teacher_of) if "teacher" in e.baselines else None
     cross_encoder = None
     if teacher and "cross_encoder" in teacher:
-        from ragtune.zero_label.teacher import CrossEncoderTeacher
-
         cross_encoder = CrossEncoderTeacher.load_model(teacher["cross_encoder"], model.device)
     models = [] if e.via_feast else e.models or [model.name]
     model_paths = {name: resolve_model(name) for name in models}  # fail before any slow work
+    bm25 = Bm25(documents)
+    lexical = bm25_rankings(bm25, query_texts, query_ids, doc_ids)
     results: dict[str, dict[str, float]] = {}
     if "bm25" in e.baselines:
-        results["bm25"] = retrieval_metrics(bm25_rankings(query_texts, query_ids, documents, doc_ids), qrels)
+        results["bm25"] = retrieval_metrics(lexical, qrels)
+    dense: Rankings = {}
     for index, name in enumerate(models):
         encoder = load_model(name, model.device, model.backend)
         key = model_fingerprint(model_paths[name])
         corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
         query_emb = encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")
         if index == 0 and teacher is not None:
-            from ragtune.zero_label.teacher import RERANK_DEPTH, build_teacher, teacher_name
-
             ranker = build_teacher(teacher, cross_encoder, documents, corpus_emb, model.encode_batch_size)
-            if cross_encoder is not None:
-                label = f"teacher: cross-encoder reranking {name}'s top {RERANK_DEPTH}"
-            else:
-                label = f"teacher: {teacher_name(teacher['bm25_weight'])} over {name}"
             ranked = ranker.rank_corpus(query_texts, query_emb, CUTOFF)
             rankings = {q: [(doc_ids[r], s) for r, s in hits] for q, hits in zip(query_ids, ranked)}
-            results[label] = retrieval_metrics(rankings, qrels)
-        results[name] = retrieval_metrics(dense_rankings(query_emb, corpus_emb, query_ids, doc_ids), qrels)
+            results[teacher_label(teacher, name)] = retrieval_metrics(rankings, qrels)
+        dense = dense_rankings(query_emb, corpus_emb, query_ids, doc_ids)
+        results[name] = retrieval_metrics(dense, qrels)
+        fusion = FusionChoice.from_dict(getattr(RunMetrics.of_model(model_paths[name]), "fusion", None))
+        if fusion.mode == "hybrid":  # the model as its run chose to serve it
+            w = fusion.bm25_weight
+            hybrid = hybrid_rankings(query_texts, query_emb, corpus_emb, bm25, (w,), query_ids, doc_ids)[w]
+            results[f"{name} {fusion.name}"] = retrieval_metrics(hybrid, qrels)
+    if models and "bm25" in e.baselines:
+        results[f"{models[-1]} RRF with bm25 (k={RRF_K}, reference)"] = retrieval_metrics(rrf(dense, lexical), qrels)
     return results
 
 
-def markdown_table(results: dict[str, dict[str, float]]) -> str:
-    lines = ["| system | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-    for system, metrics in results.items():
-        lines.append(f"| {system} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def bar_chart(results: dict[str, dict[str, float]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / max(len(results), 1)
-    positions = np.arange(len(METRICS))
-    for i, (system, metrics) in enumerate(results.items()):
-        bars = ax.bar(
-            positions + i * width, [metrics[m] for m in METRICS], width, label="/".join(Path(system).parts[-2:])
-        )
-        ax.bar_label(bars, fmt="%.3f", fontsize=7)
-    ax.set_xticks(positions + width * (len(results) - 1) / 2, METRICS)
-    ax.set_ylim(0, 1)
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def teacher_label(teacher: dict, name: str) -> str:
+    """The teacher row's name: what ranks, over which model (the base)."""
+    if "cross_encoder" in teacher:
+        return f"teacher: cross-encoder reranking {name}'s top {RERANK_DEPTH}"
+    return f"teacher: {mode_name(teacher['bm25_weight'])} over {name}"

@@ -35,6 +35,7 @@ class RunMetrics:
     eval_set: str = ""  # hash of the held-out set: `index` compares models measured on the same one
     base_weights: str = ""  # fingerprint of the base model's weights
     wise: dict | None = None  # the WiSE-FT averages tried, when train.wise_alphas is set
+    fusion: dict = field(default_factory=dict)  # retrieval.fusion.FusionChoice: what the model serves by ({}: dense)
 
     @classmethod
     def from_dict(cls, data: dict) -> RunMetrics:
@@ -55,6 +56,18 @@ class RunMetrics:
         if not isinstance(data, dict) or not isinstance(data.get("tuned"), dict):
             raise UserError(f"{path}: no 'tuned' metrics; {FIX}")
         return cls.from_dict(data)
+
+    @classmethod
+    def of_model(cls, model_path: Path) -> RunMetrics | None:
+        """The metrics of the run that wrote this model (RUN/model beside RUN/metrics.json), if any."""
+        model_path = Path(model_path)
+        if model_path.name != "model" or not (model_path.parent / FILE).is_file():
+            return None
+        try:
+            metrics = cls.load(model_path.parent)
+        except UserError:  # not a training run's metrics (an evaluate output, a damaged file): nothing is known
+            return None
+        return metrics if metrics.eval_set else None
 
     def to_dict(self) -> dict:
         record = dataclasses.asdict(self)

@@ -11,12 +11,13 @@ import math
 
 import numpy as np
 
-from ragtune.io.data import Qrels
+from ragtune.io.qrels import Qrels
 from ragtune.retrieval.embeddings import top_k
 
 CUTOFF = 100  # deepest rank any metric looks at
 METRICS = ["ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"]
 PRIMARY_METRIC = METRICS[0]  # what picks the best epoch, the teacher and the served model
+DECIDING_QUERIES = 30  # fewer judged queries than this pick a model or a fusion weight by chance as often as by merit
 Rankings = dict[str, list[tuple[str, float]]]  # query id -> [(doc id, score)] best first
 
 

@@ -19,6 +19,7 @@ from sentence_transformers.base.evaluation import BaseEvaluator
 
 from ragtune.io.prepared import Prepared
 from ragtune.retrieval.embeddings import encode, encode_corpus_cached
+from ragtune.retrieval.fusion import weight_evidence
 from ragtune.retrieval.metrics import PRIMARY_METRIC, dense_rankings, retrieval_metrics
 
 
@@ -70,13 +71,32 @@ class HeldOutEvaluator(BaseEvaluator):
     def measure(self, model, steps: int) -> dict[str, float]:
         """Held-out metrics of `model` (steps <= 0: the untouched base model, whose corpus embeddings are cached)."""
         with max_length(model, self.max_seq_length):
-            self.corpus_embeddings = corpus = self.encode_corpus(model, steps)  # the real corpus: re-mining, cache
-            queries = encode(model, self.query_texts, self.batch_size, "query", progress=False)
-            if self.replaced:  # held-out synthetic queries: their source passage judged with the sentence cut out
-                corpus = corpus.copy()
-                rows = list(self.replaced)
-                corpus[rows] = encode(model, list(self.replaced.values()), self.batch_size, "document", progress=False)
+            self.corpus_embeddings = self.encode_corpus(model, steps)  # the real corpus: re-mining, cache
+            queries, corpus = self.judged_embeddings(model, self.corpus_embeddings)
         metrics = retrieval_metrics(dense_rankings(queries, corpus, self.query_ids, self.doc_ids), self.qrels)
         q, d = np.array(self.pair_rows).T
         metrics["positive_pair_similarity"] = float(np.mean(np.sum(queries[q] * corpus[d], axis=1)))
         return metrics
+
+    def judged_embeddings(self, model, corpus_embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Query embeddings and the corpus the queries are judged on: held-out synthetic queries find their
+        source passage with the query's sentence cut out (re-encoded here; the rest is `corpus_embeddings`)."""
+        queries = encode(model, self.query_texts, self.batch_size, "query", progress=False)
+        if not self.replaced:
+            return queries, corpus_embeddings
+        corpus = corpus_embeddings.copy()
+        corpus[list(self.replaced)] = encode(
+            model, list(self.replaced.values()), self.batch_size, "document", progress=False
+        )
+        return queries, corpus
+
+    def fusion_evidence(self, model, corpus_embeddings: np.ndarray | None, steps: int) -> list[dict]:
+        """Held-out metrics of `model` fused with BM25 at each weight (retrieval.fusion.WEIGHTS), w = 0 first."""
+        with max_length(model, self.max_seq_length):
+            if corpus_embeddings is None:  # a resumed run: the best model's embeddings were made by another process
+                corpus_embeddings = self.encode_corpus(model, steps)
+            queries, corpus = self.judged_embeddings(model, corpus_embeddings)
+        documents = list(self.documents)
+        for row, text in self.replaced.items():
+            documents[row] = text
+        return weight_evidence(self.query_texts, queries, corpus, documents, self.qrels, self.query_ids, self.doc_ids)

@@ -14,7 +14,8 @@ from pathlib import Path
 from ragtune import config as cfg
 from ragtune.io.prepared import held_out_queries
 from ragtune.io.runinfo import RunMetrics
-from ragtune.retrieval.metrics import METRICS
+from ragtune.retrieval.fusion import FusionChoice, mode_name
+from ragtune.retrieval.metrics import METRICS, PRIMARY_METRIC
 from ragtune.retrieval.models import BUNDLED_NAMES
 
 HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -49,6 +50,7 @@ These weights are {chosen}: the best held-out nDCG@10.
 |---|---|---|
 {rows}
 
+{fusion_section(metrics)}
 ### Data
 
 ```json
@@ -65,6 +67,24 @@ These weights are {chosen}: the best held-out nDCG@10.
 
 ```yaml
 {cfg.to_yaml(config)}```
+
+"""
+
+
+def fusion_section(metrics: RunMetrics) -> str:
+    """How these weights are served (dense, or fused with BM25) and the evidence that chose it."""
+    choice = FusionChoice.from_dict(metrics.fusion)
+    if not choice.rows:
+        return ""
+    rows = "\n".join(f"| {mode_name(r['bm25_weight'])} | {r[PRIMARY_METRIC]:.4f} |" for r in choice.rows)
+    kind = held_out_queries(choice.kind)
+    return f"""### Served as {choice.name}
+
+Chosen on {choice.queries} held-out {kind} ({choice.source}), after training, for these weights: {choice.why}.
+
+| retriever | nDCG@10 |
+|---|---|
+{rows}
 
 """
 

@@ -1,0 +1,198 @@
+"""Search what a repo serves: the query encoded by the view's model, vector search through Feast's online store."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ragtune.errors import UserError
+from ragtune.io.data import Dataset
+from ragtune.retrieval.fusion import FusionChoice, fuse, mode_name
+from ragtune.retrieval.metrics import CUTOFF, Rankings
+from ragtune.serving.keywords import Keywords, keywords_dir
+from ragtune.serving.repo import ENTITY, ID_FEATURE, TAG, connect_online, current_view, open_store
+
+
+@dataclass
+class Hit:
+    id: str
+    title: str
+    text: str
+    score: float  # cosine similarity (dense), or the fused score on the cosine scale (hybrid)
+
+
+class Retriever:
+    """Search through the repo's online store, with the query encoded by the view's model.
+
+    `model` defaults to the one the view was built with; another model is refused (its vectors
+    would not be comparable), checked by weights hash. `mode` "recorded" serves as the model's
+    training run chose on evidence (dense, or fused with BM25 at a weight); "dense" and "hybrid"
+    override it. Hybrid scores are exactly `retrieval.fusion`'s full-corpus fusion, so what is
+    served is what `ragtune evaluate` measured.
+    """
+
+    def __init__(
+        self,
+        repo: str | Path,
+        model: str | None = None,
+        device: str = "auto",
+        encode_batch_size: int = 64,
+        mode: str = "recorded",
+        bm25_weight: float = 0.0,
+    ):
+        from ragtune.retrieval.models import load_model
+
+        self.repo = Path(repo)
+        self.store = open_store(self.repo)
+        self.view = current_view(self.store, self.repo)
+        connect_online(self.store, self.repo)
+        self.model_name = self._check_model(model)
+        self.bm25_weight = self._serving_weight(mode, bm25_weight)
+        self.keywords = Keywords.load(keywords_dir(self.repo, self.view.name)) if self.bm25_weight else None
+        self.model = load_model(self.model_name, device)
+        self.encode_batch_size = encode_batch_size
+        self.features = [f"{self.view.name}:{name}" for name in [ID_FEATURE, "title", "text", "embedding"]]
+
+    @property
+    def mode(self) -> str:
+        return mode_name(self.bm25_weight)
+
+    def _check_model(self, model: str | None) -> str:
+        from ragtune.retrieval.models import model_fingerprint, resolve_model
+
+        tags = self.view.tags
+        name = model or tags[TAG + "model"]
+        try:
+            weights = model_fingerprint(resolve_model(name))
+        except UserError as exc:
+            if model:
+                raise
+            raise UserError(f"{exc} ({self.view.name} was built with it; pass its new path as --model)") from None
+        if weights != tags[TAG + "weights"]:
+            raise UserError(
+                f"model '{name}' (weights {weights}) is not the one {self.repo}:{self.view.name} was "
+                f"built with ('{tags[TAG + 'model']}', weights {tags[TAG + 'weights']}); search with that model, "
+                f"or `ragtune index --model {name}` first"
+            )
+        return name
+
+    def _serving_weight(self, mode: str, bm25_weight: float) -> float:
+        """The BM25 weight to serve with (0: dense) from the view's record and the caller's choice."""
+        tags, where = self.view.tags, f"{self.repo}:{self.view.name}"
+        recorded = FusionChoice.from_dict(json.loads(tags.get(TAG + "fusion", "{}"))).bm25_weight
+        if TAG + "keywords" not in tags:  # indexed before ragtune served hybrid
+            if mode == "hybrid":
+                raise UserError(f"--mode hybrid: {where} has no keyword index; `ragtune index` again adds it")
+            warnings.warn(f"{where} serves dense only (no keyword index); `ragtune index` again adds it", stacklevel=3)
+            return 0.0
+        if mode == "dense":
+            return 0.0
+        weight = bm25_weight or recorded
+        if mode == "hybrid" and not weight:
+            raise UserError(
+                f"--mode hybrid: the model's run chose dense (no BM25 weight recorded in {where}); "
+                "pass --bm25-weight W in (0, 1]"
+            )
+        return weight if mode == "hybrid" or bm25_weight else recorded
+
+    def encode(self, questions: list[str]) -> np.ndarray:
+        from ragtune.retrieval.embeddings import encode
+
+        return encode(self.model, questions, self.encode_batch_size, "query", "encode queries")
+
+    def search_vector(self, vector: np.ndarray, top_k: int) -> list[Hit]:
+        """Dense, best first. Ids come from the id feature, never from the entity column (misaligned in Feast 0.67)."""
+        if top_k <= 0:
+            raise UserError(f"--top-k {top_k}: must be a positive integer")
+        response = self.store.retrieve_online_documents_v2(
+            features=self.features, query=vector.tolist(), top_k=top_k, distance_metric="COSINE"
+        ).to_dict()
+        hits = [
+            Hit(doc_id, title, text, float(score))
+            for doc_id, title, text, score in zip(
+                response[ID_FEATURE], response["title"], response["text"], response["distance"]
+            )
+        ]
+        return sorted(hits, key=lambda hit: (-hit.score, hit.id))
+
+    def search_hybrid(self, question: str, vector: np.ndarray, top_k: int) -> list[Hit]:
+        """`fuse` of cosine and BM25 over dense and keyword candidates, deepened until no passage outside
+        them could enter the top k (their scores are bounded by the last candidate of each list)."""
+        lexical = self.keywords.bm25.corpus_scores(question)
+        depth = max(top_k, CUTOFF)
+        while True:
+            dense = [hit.id for hit in self.search_vector(vector, min(depth, self.keywords.size))]
+            by_words = np.argsort(-lexical, kind="stable")[:depth]
+            ids = list(dict.fromkeys(dense + [self.keywords.ids[r] for r in by_words]))
+            passages = self.passages(ids)
+            cosine = {i: float(vector @ passages[i][2]) for i in ids}
+            best_cosine, best_bm25 = cosine[dense[0]], float(lexical.max())
+            scores = fuse(
+                np.array([cosine[i] for i in ids]),
+                np.array([lexical[self.keywords.row[i]] for i in ids]),
+                self.bm25_weight,
+                best_cosine,
+                best_bm25,
+            )
+            order = np.lexsort((ids, -scores))[:top_k]
+            bound = fuse(cosine[dense[-1]], lexical[by_words[-1]], self.bm25_weight, best_cosine, best_bm25)
+            if depth >= self.keywords.size or (len(order) == top_k and scores[order[-1]] >= bound):
+                return [Hit(ids[i], *passages[ids[i]][:2], float(scores[i])) for i in order]
+            depth *= 4
+
+    def passages(self, ids: list[str]) -> dict[str, tuple[str, str, np.ndarray]]:
+        """Title, text and embedding of passages by id, read from the online store."""
+        rows = self.store.get_online_features(features=self.features, entity_rows=[{ENTITY: i} for i in ids]).to_dict()
+        return {
+            doc_id: (title, text, np.asarray(embedding, dtype=np.float32))
+            for doc_id, title, text, embedding in zip(rows[ID_FEATURE], rows["title"], rows["text"], rows["embedding"])
+        }
+
+    def search(self, question: str, top_k: int = 10) -> list[Hit]:
+        vector = self.encode([question])[0]
+        if self.bm25_weight:
+            return self.search_hybrid(question, vector, top_k)
+        return self.search_vector(vector, top_k)
+
+
+def feast_rankings(retriever: Retriever, queries: dict[str, str], query_ids: list[str]) -> Rankings:
+    """Rankings as the serving path returns them, ready for `retrieval_metrics`."""
+    vectors = retriever.encode([queries[q] for q in query_ids])
+    rankings = {}
+    for qid, vector in tqdm(list(zip(query_ids, vectors)), desc="search via feast", unit="query"):
+        if retriever.bm25_weight:
+            hits = retriever.search_hybrid(queries[qid], vector, CUTOFF)
+        else:
+            hits = retriever.search_vector(vector, CUTOFF)
+        rankings[qid] = [(hit.id, hit.score) for hit in hits]
+    return rankings
+
+
+def evaluate_via_feast(
+    dataset: Dataset, repo: Path, *, split: str, models: list[str], model_config, feast_config
+) -> dict[str, dict[str, float]]:
+    """The IR metrics of what the repo serves, on the dataset's queries and qrels."""
+    from ragtune.io.data import evaluation_qrels
+    from ragtune.retrieval.metrics import retrieval_metrics
+
+    if len(models) > 1:
+        raise UserError("--via-feast evaluates the repo's one indexed model; pass at most one --model")
+    qrels = evaluation_qrels(dataset, split)
+    m, f = model_config, feast_config
+    retriever = Retriever(repo, models[0] if models else None, m.device, m.encode_batch_size, f.mode, f.bm25_weight)
+    served = set(pd.read_parquet(retriever.view.batch_source.path, columns=[ID_FEATURE])[ID_FEATURE])
+    missing = sorted({did for docs in qrels.values() for did in docs} - served)
+    if missing:
+        raise UserError(
+            f"{repo}: passage '{missing[0]}' of the qrels is not indexed ({len(missing)} missing); "
+            "index the same corpus with `ragtune index --data ...`"
+        )
+    rankings = feast_rankings(retriever, dataset.queries, sorted(qrels))
+    label = f"{retriever.model_name} {retriever.mode} via feast ({retriever.view.name})"
+    return {label: retrieval_metrics(rankings, qrels)}
