@@ -131,3 +131,29 @@ def test_the_checks_can_fail():
         "train.run -> cluster.kubeflow"
     ]
     assert reachable({"serving.feast": {"io.data"}, "io.data": {"train.run"}}, "serving") == {"io", "train"}
+
+
+MAX_MODULE_LINES = 300
+MAX_FUNCTION_LINES = 60
+
+
+def oversized(paths: list[Path]) -> list[str]:
+    """Modules over MAX_MODULE_LINES and functions over MAX_FUNCTION_LINES: each must read in one sitting."""
+    found = []
+    for path in paths:
+        source = path.read_text()
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            found.append(f"{path.name}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    found.append(f"{path.name}:{node.lineno} {node.name}: {lines} lines")
+    return found
+
+
+def test_every_module_and_function_reads_in_one_sitting(tmp_path):
+    assert oversized(sorted(SRC.rglob("*.py"))) == []
+    long = tmp_path / "long.py"
+    long.write_text("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES)
+    assert oversized([long]) == ["long.py:1 f: 61 lines"]
