@@ -130,3 +130,13 @@ def test_output_flag_and_bad_inputs_exit_2_with_one_line(demo_root, tmp_path, ca
         assert cli.main(["report", *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("ragtune: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_the_demo_names_the_row_that_is_served(demo_root):
+    """The run chose dense (10 held-out queries are too few for a fusion): the served row is the model's own."""
+    results = json.loads((demo_root / "eval" / "metrics.json").read_text())["results"]
+    model = demo_root / "run" / "model"
+    line = api.served_line(results, "all-MiniLM-L6-v2", model)
+    served, base = results[str(model)]["ndcg@10"], results["all-MiniLM-L6-v2"]["ndcg@10"]
+    assert line.startswith(f"served: {model} (10 judged queries are too few") and f"ndcg@10 {served:.4f}" in line
+    assert f"({served - base:+.4f})" in line

@@ -244,6 +244,21 @@ def search(config: cfg.Config, question: str, model: str | None = None):
     return hits
 
 
+def served_line(results: dict[str, dict[str, float]], base: str, model: Path) -> str:
+    """Which row of the table `index` and `search` serve for `model`: dense, or the fusion its run chose."""
+    from ragtune.io.runinfo import RunMetrics
+    from ragtune.retrieval.fusion import FusionChoice
+    from ragtune.retrieval.metrics import PRIMARY_METRIC
+
+    fusion = FusionChoice.from_dict(getattr(RunMetrics.of_model(model), "fusion", None))
+    row = f"{model} {fusion.name}" if fusion.mode == "hybrid" else str(model)
+    served, before = results[row][PRIMARY_METRIC], results[base][PRIMARY_METRIC]
+    return (
+        f"served: {row} ({fusion.why or 'dense'}): {PRIMARY_METRIC} {served:.4f}, "
+        f"base {before:.4f} ({served - before:+.4f})"
+    )
+
+
 def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[str, float]]:
     """prepare -> train -> evaluate -> report on the bundled SciFact; BM25 / base / tuned on its test split.
 
@@ -270,6 +285,7 @@ def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[s
     prepare(config, overwrite=True)
     train(config, overwrite=True)
     results = evaluate(config, overwrite=True)
+    print(served_line(results, config.model.name, root / "run" / "model"))
     page = report(root / "run", root / "eval")
     print(
         f"demo finished in {time.perf_counter() - started:.0f} s; chart: {root / 'eval' / 'metrics.png'}; "

@@ -111,6 +111,11 @@ class FusionChoice:
     def name(self) -> str:
         return mode_name(self.bm25_weight)
 
+    def evidence_score(self) -> float | None:
+        """nDCG@10 of the chosen weight on the evidence (None for a choice recorded without rows)."""
+        chosen = [row for row in self.rows if row["bm25_weight"] == self.bm25_weight]
+        return chosen[0][PRIMARY_METRIC] if chosen else None
+
     def as_dict(self) -> dict:
         return {
             "mode": self.mode,

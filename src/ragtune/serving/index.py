@@ -91,13 +91,15 @@ class IndexResult:
 
 
 def scores_of(weights: str, run: RunMetrics | None, run_model_weights: str) -> dict[str, float]:
-    """{eval set hash: held-out nDCG@10} that a run measured for these weights: its base's or its model's."""
+    """{eval set hash: held-out nDCG@10} that a run measured for these weights: its base's (dense) or its
+    model's as served (the fusion its run chose, measured on the same held-out queries)."""
     if run is None:
         return {}
     if weights == run.base_weights:
         return {run.eval_set: run.base[PRIMARY_METRIC]}
-    if weights == run_model_weights:
-        return {run.eval_set: run.tuned[PRIMARY_METRIC]}  # the base's scores when the base was shipped
+    if weights == run_model_weights:  # as served: the recorded fusion's score, else the model's own
+        served = FusionChoice.from_dict(run.fusion).evidence_score() if run.fusion else None
+        return {run.eval_set: served if served is not None else run.tuned[PRIMARY_METRIC]}
     return {}
 
 
