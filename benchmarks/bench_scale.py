@@ -96,11 +96,11 @@ def main() -> None:
         type=int,
         default=0,
         metavar="PASSAGES",
-        help="passages-only mode (--corpus-only): synthetic queries from this many passages, "
+        help="passages-only mode (--zero-label): synthetic queries from this many passages, "
         "the teacher over the whole corpus; passages get 10-word sentences",
     )
     options = parser.parse_args()
-    extra = ["--corpus-only", "--passages", str(options.zero_label)] if options.zero_label else []
+    extra = ["--zero-label", "--passages", str(options.zero_label)] if options.zero_label else []
 
     work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     rows = []

@@ -143,3 +143,11 @@ def test_an_unquoted_yaml_exponent_is_a_number_and_a_bad_device_is_named(tmp_pat
     path.write_text("model:\n  device: tpu\n")
     with pytest.raises(UserError, match="model.device must be auto, cpu, cuda, cuda:N or mps"):
         cfg.load(path)
+
+
+def test_a_renamed_key_still_loads_with_one_warning(tmp_path):
+    """data.corpus_only became data.zero_label: one name for the mode; an older config keeps working."""
+    path = tmp_path / "old.yaml"
+    path.write_text("data:\n  corpus_only: true\n")
+    with pytest.warns(UserWarning, match="data.corpus_only is now data.zero_label"):
+        assert cfg.load(path).data.zero_label is True

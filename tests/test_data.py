@@ -233,13 +233,13 @@ def test_missing_or_fractional_passage_ids_are_refused(tmp_path, ids):
 
 
 def test_a_directory_holding_only_a_corpus_is_passages_only_input(tmp_path):
-    """Repro (#31): a directory with only corpus.jsonl was refused even with --corpus-only."""
+    """Repro (#31): a directory with only corpus.jsonl was refused even with --zero-label."""
     root = beir(tmp_path)
     (root / "queries.jsonl").unlink()
     for split in (root / "qrels").iterdir():
         split.unlink()
-    with pytest.raises(UserError, match="no queries.jsonl.*ragtune prepare --corpus-only"):
+    with pytest.raises(UserError, match="no queries.jsonl.*ragtune prepare --zero-label"):
         load_dataset(root)
-    dataset = load_dataset(root, corpus_only=True)
+    dataset = load_dataset(root, zero_label=True)
     assert dataset.kind == "passages" and dataset.queries == {} and dataset.qrels == {}
     assert dataset.corpus["document"].tolist() == ["Alpha alpha text", "Beta beta text"]

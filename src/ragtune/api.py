@@ -45,14 +45,14 @@ def prepare(config: cfg.Config, overwrite: bool = False, config_file: Path | Non
 
         dataset, timestamp, view = dataset_from_feast(Path(d.from_feast), d.path, d.max_text_chars)
     else:
-        dataset = load_dataset(d.path, d.max_text_chars, d.corpus_only)  # answered before torch is imported
+        dataset = load_dataset(d.path, d.max_text_chars, d.zero_label)  # answered before torch is imported
     resolve_model(config.model.name)
     from ragtune.io.outputs import atomic_dir
     from ragtune.prepare import run as stage
 
     if not d.from_feast:
         timestamp = stage.input_timestamp(Path(d.path))
-    if d.corpus_only:
+    if d.zero_label:
         dataset = Dataset("passages", dataset.corpus, {}, {})
     prepared = stage.prepare(dataset, d, config.model, config.mining, config.synthetic, timestamp)
     if d.from_feast:
@@ -262,13 +262,13 @@ def served_line(results: dict[str, dict[str, float]], base: str, model: Path) ->
 def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[str, float]]:
     """prepare -> train -> evaluate -> report on the bundled SciFact; BM25 / base / tuned on its test split.
 
-    With data.corpus_only (configs/demo-zero-label.yaml) the passages alone train, and the table adds
+    With data.zero_label (configs/demo-zero-label.yaml) the passages alone train, and the table adds
     the zero-label teacher. Everything goes under `root` and is replaced on every run.
     """
     import time
 
     started = time.perf_counter()
-    teacher = ["teacher"] if config.data.corpus_only and "teacher" not in config.eval.baselines else []
+    teacher = ["teacher"] if config.data.zero_label and "teacher" not in config.eval.baselines else []
     config = cfg.replace(
         config,
         **{

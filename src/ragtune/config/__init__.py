@@ -108,6 +108,21 @@ def _coerce(value: Any, expected: Any, where: str) -> Any:
     return value
 
 
+RENAMED = {("data", "corpus_only"): "zero_label"}  # old key -> new key; old configs keep working
+
+
+def _renamed(section: str, values: dict[str, Any], source: str) -> dict[str, Any]:
+    """Keys an older ragtune named otherwise, under their new name, with one warning each."""
+    import warnings
+
+    renamed = dict(values)
+    for (where, old), new in RENAMED.items():
+        if where == section and old in renamed:
+            warnings.warn(f"{source}: {section}.{old} is now {section}.{new}; rename it", stacklevel=3)
+            renamed.setdefault(new, renamed.pop(old))
+    return renamed
+
+
 def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     """Build a validated Config from nested dicts; unknown keys and wrong types are user errors."""
     if not isinstance(data, dict):
@@ -120,6 +135,7 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
             continue
         if not isinstance(values, dict):
             raise UserError(f"{source}: section '{section}' must be a mapping of keys to values")
+        values = _renamed(section, values, source)
         known = {f.name for f in dataclasses.fields(SECTIONS[section])}
         for key in values:
             if key not in known:

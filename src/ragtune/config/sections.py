@@ -45,8 +45,10 @@ class DataConfig:
     )
     seed: int = _option(42, "seed for the held-out split and random negatives")
     max_text_chars: int = _option(20000, "longer passages/queries are truncated (with a warning)")
-    corpus_only: bool = _option(
-        False, "zero-label: train from the passages of a BEIR directory alone, ignoring its queries and qrels"
+    zero_label: bool = _option(
+        False,
+        "zero-label: train from the passages alone (synthetic queries, teacher margins); a BEIR "
+        "directory's queries and qrels are ignored",
     )
     eval_data: str = _option(
         "",
@@ -83,7 +85,7 @@ LLM_PROMPT = (
 class SyntheticConfig:
     generators: list[str] = _option(
         ["ict", "crop", "terms"],
-        "passages-only input: query generators (ict: a sentence, mostly cut from its positive; crop: a span; "
+        "zero-label: query generators (ict: a sentence, mostly cut from its positive; crop: a span; "
         "terms: salient words; llm: written by synthetic.llm_model); none given in a file ([]): titles are the queries",
         "--generator",
     )
@@ -120,7 +122,7 @@ class TrainConfig:
     output: str = _option("runs/train", "run directory: model/, checkpoints/, tensorboard/, metrics.json", "--output")
     loss: str = _option(
         AUTO,
-        f"loss: {AUTO} (margin-mse on passages-only data, else mnrl); "
+        f"loss: {AUTO} (margin-mse on zero-label data, else mnrl); "
         + "; ".join(f"{name} ({spec.help})" for name, spec in LOSSES.items()),
     )
     epochs: int = _option(3, "passes over the training samples")
@@ -150,7 +152,7 @@ class TrainConfig:
     wise_prefer: bool = _option(
         False,
         "ship the first wise_alphas average that beats the base model even when the best epoch scores "
-        "higher: synthetic held-out queries cannot see what tuning forgets (passages-only mode)",
+        "higher: synthetic held-out queries cannot see what tuning forgets (zero-label)",
     )
 
 

@@ -119,22 +119,22 @@ def _corpus_frame(rows: list[dict], path: Path, id_key: str, max_chars: int, tit
     return frame
 
 
-def load_beir(directory: Path, max_chars: int, corpus_only: bool = False) -> Dataset:
-    """A BEIR directory; with `corpus_only` its corpus.jsonl alone (queries and qrels, if any, are not read)."""
+def load_beir(directory: Path, max_chars: int, zero_label: bool = False) -> Dataset:
+    """A BEIR directory; with `zero_label` its corpus.jsonl alone (queries and qrels, if any, are not read)."""
     corpus_path = find(directory, "corpus.jsonl")
     queries_path = find(directory, "queries.jsonl")
     if corpus_path is None:
         raise UserError(f"{directory}: no corpus.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/")
-    if queries_path is None and not corpus_only:
+    if queries_path is None and not zero_label:
         raise UserError(
             f"{directory}: no queries.jsonl; a BEIR directory holds corpus.jsonl, queries.jsonl, qrels/ "
-            "(to train from the passages alone: `ragtune prepare --corpus-only`)"
+            "(to train from the passages alone: `ragtune prepare --zero-label`)"
         )
     corpus_rows = read_jsonl(corpus_path, ("_id",))
     if not corpus_rows:
         raise UserError(f"{corpus_path}: the corpus is empty; it needs at least one passage")
     corpus = _corpus_frame(corpus_rows, corpus_path, "_id", max_chars, True)
-    if corpus_only:
+    if zero_label:
         return Dataset("passages", corpus, {}, {})
     query_rows = read_jsonl(queries_path, ("_id", "text"))
     query_ids = pd.Series([str(row["_id"]) for row in query_rows])
@@ -183,13 +183,13 @@ def load_passages(path: Path, max_chars: int) -> Dataset:
     return Dataset("passages", corpus, queries, {"train": train})
 
 
-def load_dataset(path: str | Path, max_chars: int = 20000, corpus_only: bool = False) -> Dataset:
-    """Dispatch on what the path is: a BEIR directory (with `corpus_only`, its passages alone) or a passages file."""
+def load_dataset(path: str | Path, max_chars: int = 20000, zero_label: bool = False) -> Dataset:
+    """Dispatch on what the path is: a BEIR directory (with `zero_label`, its passages alone) or a passages file."""
     path = Path(path)
     if not str(path) or not path.exists():
         raise UserError(f"{path}: not found; pass a BEIR directory or a passages .parquet/.jsonl file to --data")
     if path.is_dir():
-        return load_beir(path, max_chars, corpus_only)
+        return load_beir(path, max_chars, zero_label)
     if path.suffix in {".parquet", ".jsonl"} or path.name.endswith(".jsonl.gz"):
         return load_passages(path, max_chars)
     raise UserError(f"{path}: unknown input; expected a BEIR directory or a .parquet/.jsonl passages file")

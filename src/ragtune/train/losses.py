@@ -16,7 +16,7 @@ from ragtune.errors import UserError
 TRIPLETS = ("anchor", "positive", "negative")  # the mined negative of each row
 LABELLED_PAIRS = ("sentence1", "sentence2", "label")  # (anchor, positive, 1) and (anchor, negative, 0)
 MARGINS = (*TRIPLETS, "label")  # label: the teacher's score of the positive minus its score of the negative
-AUTO = "auto"  # margin-mse when prepare wrote teacher margins (passages-only input), else mnrl
+AUTO = "auto"  # margin-mse when prepare wrote teacher margins (zero-label), else mnrl
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ LOSSES: dict[str, LossSpec] = {
     "cached-mnrl": LossSpec("mnrl for large batches on small memory (train.mini_batch_size)", TRIPLETS, _cached_mnrl),
     "gist": LossSpec("mnrl that masks in-batch negatives the base model scores above the positive", TRIPLETS, _gist),
     "margin-mse": LossSpec(
-        "GPL-style: the student's cosine margin matches the teacher's (passages-only input)", MARGINS, _margin_mse
+        "GPL-style: the student's cosine margin matches the teacher's (zero-label)", MARGINS, _margin_mse
     ),
     "contrastive": LossSpec(
         "labelled pairs: (query, positive, 1) and (query, negative, 0)", LABELLED_PAIRS, _contrastive
@@ -91,7 +91,7 @@ def resolve_loss(name: str, has_margins: bool) -> str:
         return "margin-mse" if has_margins else "mnrl"
     if LOSSES[name].columns == MARGINS and not has_margins:
         raise UserError(
-            f"train.loss {name} needs the teacher margins that `ragtune prepare` writes for passages-only input "
+            f"train.loss {name} needs the teacher margins that `ragtune prepare` writes for zero-label data "
             "(synthetic.teacher fusion); pick another loss or re-run prepare on the passages"
         )
     return name
