@@ -1,4 +1,5 @@
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,26 @@ def test_a_renamed_key_still_loads_with_one_warning(tmp_path):
     path.write_text("data:\n  corpus_only: true\n")
     with pytest.warns(UserWarning, match="data.corpus_only is now data.zero_label"):
         assert cfg.load(path).data.zero_label is True
+
+
+def test_zero_label_input_gets_the_measured_recipe_unless_the_user_sets_it(tmp_path):
+    """Passages alone (data.zero_label, a passages file, a prepared directory of synthetic queries) train with
+    ZERO_LABEL_RECIPE; labelled input keeps the plain defaults; YAML and flags override the recipe."""
+    recipe = (1, [0.5], True)
+
+    def train_of(config: cfg.Config) -> tuple:
+        return config.train.epochs, config.train.wise_alphas, config.train.wise_prefer
+
+    assert train_of(cfg.load(None, {"data.path": "data/scifact"})) == (3, [], False)
+    assert train_of(cfg.load(None, {"data.path": "data/scifact", "data.zero_label": True})) == recipe
+    assert train_of(cfg.load(None, {"data.path": "passages.jsonl"})) == recipe
+    assert train_of(cfg.load(None, {"data.path": "passages.parquet", "synthetic.generators": []})) == (3, [], False)
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "summary.json").write_text(json.dumps({"input_kind": "synthetic"}))
+    assert train_of(cfg.load(None, {"train.prepared": str(prepared)})) == recipe
+    (prepared / "summary.json").write_text(json.dumps({"input_kind": "beir"}))
+    assert train_of(cfg.load(None, {"train.prepared": str(prepared)})) == (3, [], False)
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  zero_label: true\ntrain:\n  epochs: 2\n")
+    assert train_of(cfg.load(path, {"train.wise_alphas": [0.25]})) == (2, [0.25], True)

@@ -8,6 +8,7 @@ reads; the CLI derives every command's flags from it, so a command never shows a
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import typing
 from pathlib import Path
@@ -213,8 +214,30 @@ def validate(config: Config, source: str = "config") -> None:
             raise UserError(f"{source}: {name} must be {expected}")
 
 
+# What the zero-label benchmarks measured (docs/zero-label.md): one epoch, and the halfway average of
+# the tuned and base weights shipped when it beats the base, since synthetic held-out queries cannot
+# see what tuning forgets. Defaults for zero-label input only; the YAML file and flags override them.
+ZERO_LABEL_RECIPE = {"train.epochs": 1, "train.wise_alphas": [0.5], "train.wise_prefer": True}
+PASSAGES_FILES = (".jsonl", ".jsonl.gz", ".parquet")
+
+
+def zero_label_input(merged: dict[str, Any]) -> bool:
+    """Does this command train from passages alone? data.zero_label, a passages file with generators, or
+    a prepared directory that prepare made from synthetic queries (its summary.json says so)."""
+    data, train = merged.get("data") or {}, merged.get("train") or {}
+    generators = (merged.get("synthetic") or {}).get("generators", SyntheticConfig().generators)
+    if data.get("zero_label") is True or (str(data.get("path", "")).endswith(PASSAGES_FILES) and generators):
+        return True
+    summary = Path(str(train.get("prepared") or TrainConfig().prepared)) / "summary.json"
+    try:
+        return json.loads(summary.read_text(encoding="utf-8")).get("input_kind") == "synthetic"
+    except (OSError, ValueError, AttributeError):  # no prepared directory yet, or not ours: train reports it
+        return False
+
+
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults, then the YAML file, then flag overrides given as {'section.key': value}."""
+    """Defaults, then the zero-label recipe (zero-label input only), then the YAML file, then flag
+    overrides given as {'section.key': value}."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -239,6 +262,12 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
             merged[section] = {}
         if isinstance(merged[section], dict):  # anything else is reported by from_dict
             merged[section][key] = value
+    if zero_label_input(merged):
+        for dotted, value in ZERO_LABEL_RECIPE.items():
+            section, key = dotted.split(".", 1)
+            values = merged.get(section) or {}
+            if isinstance(values, dict) and key not in values:  # anything else is reported by from_dict
+                merged[section] = {**values, key: value}
     return from_dict(merged, str(path) if path else "flags")
 
 

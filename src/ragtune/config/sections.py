@@ -125,7 +125,7 @@ class TrainConfig:
         f"loss: {AUTO} (margin-mse on zero-label data, else mnrl); "
         + "; ".join(f"{name} ({spec.help})" for name, spec in LOSSES.items()),
     )
-    epochs: int = _option(3, "passes over the training samples")
+    epochs: int = _option(3, "passes over the training samples (zero-label input: 1, see ZERO_LABEL_RECIPE)")
     learning_rate: float = _option(6e-5, "peak learning rate (linear warmup, then linear decay)")
     batch_size: int = _option(32, "samples per device per step; more in-batch negatives as it grows")
     mini_batch_size: int = _option(16, "cached-mnrl only: rows encoded at once (memory, not the result)")
@@ -146,13 +146,13 @@ class TrainConfig:
     wise_alphas: list[float] = _option(
         [],
         "also try alpha * tuned + (1 - alpha) * base weights for each alpha (WiSE-FT); one held-out corpus "
-        "encode each; ships if it beats the best epoch",
+        "encode each; ships if it beats the best epoch (zero-label input: [0.5])",
         "--wise-alpha",
     )
     wise_prefer: bool = _option(
         False,
         "ship the first wise_alphas average that beats the base model even when the best epoch scores "
-        "higher: synthetic held-out queries cannot see what tuning forgets (zero-label)",
+        "higher: synthetic held-out queries cannot see what tuning forgets (zero-label input: true)",
     )
 
 
