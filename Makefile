@@ -35,7 +35,7 @@ demo: $(VENV)/.installed-demo
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
-# Writes BENCHMARKS.md (42 min on 2 cores; run it on a quiet machine). ONLY="mining scale" runs a subset.
+# Updates the numbers in docs/benchmarks.md (about two hours on 2 cores; run it on a quiet machine). ONLY="mining scale" runs a subset.
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py $(if $(ONLY),--only $(ONLY))
 

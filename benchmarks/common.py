@@ -14,7 +14,7 @@ from ragtune import config as cfg
 
 
 def report_result(**numbers: float) -> None:
-    """The line benchmarks/run_all.py reads back into BENCHMARKS.md's summary."""
+    """The line benchmarks/run_all.py keeps as the section's result (benchmarks/results/NAME.json)."""
     print("RESULT " + json.dumps(numbers), flush=True)
 
 

@@ -1,9 +1,12 @@
-"""`make bench`: run the benchmarks, keep each one's result, and write BENCHMARKS.md from all of them.
+"""`make bench`: run the benchmarks, keep each one's result, and write its numbers into docs/benchmarks.md.
 
 Each section's commands run in a fresh process; its stdout tables, the RESULT line the scripts
 print, wall time and peak RSS (wait4) are stored in benchmarks/results/NAME.json, so one section
-can be re-run alone (`make bench ONLY="mining scale"`) and the page is rebuilt from every stored
-result. Run on a quiet machine: other work on the 2 cores changes every timing.
+can be re-run alone (`make bench ONLY="mining scale"`). docs/benchmarks.md is written by hand; each
+section's block between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` is replaced with the result
+of the section just run (`--page-only` rewrites the blocks of the stored results, `--only` narrows
+it). The page gets the cores, memory and library versions, never the CPU model or the date (those
+stay in the stored result). Run on a quiet machine: other work on the 2 cores changes every timing.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import ragtune
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-PAGE = REPO / "BENCHMARKS.md"
-NOTES = REPO / "benchmarks" / "NOTES.md"
+PAGE = REPO / "docs" / "benchmarks.md"
 WORK = "runs/bench"
 
 
@@ -125,51 +129,6 @@ def derived(name: str) -> dict:
     return {}
 
 
-def summary_value(name: str, r: dict, seconds: float) -> str:
-    """One line per section for the summary table."""
-    if not r:
-        return "see below"
-    if name == "quality":
-        minutes = seconds / 60
-        return (
-            f"nDCG@10 BM25 {r['bm25']:.4f} / base {r['base']:.4f} / tuned **{r['tuned']:.4f}**; demo {minutes:.1f} min"
-        )
-    if name == "passages":
-        return (
-            f"held-out title->passage {r['held_out_base']:.4f} -> {r['held_out_tuned']:.4f}; "
-            f"SciFact claims {r['claims_base']:.4f} -> {r['claims_tuned']:.4f}"
-        )
-    if name == "train":
-        return (
-            f"ratio **{r['ratio']:.2f}** ({r['ragtune_samples_per_s']:.2f} vs {r['plain_samples_per_s']:.2f} samples/s)"
-        )
-    if name == "plain":
-        return (
-            f"nDCG@10 ratio **{r['ndcg_ratio']:.3f}** ({r['ragtune_ndcg']:.4f} vs {r['plain_ndcg']:.4f}); "
-            f"wall-time ratio {r['time_ratio']:.2f}"
-        )
-    if name == "encode":
-        return f"onnx / torch **{r['ratio']:.2f}x**; lowest cosine {r['lowest_cosine']:.8f}"
-    if name == "mining":
-        cold = f"cold start {r['ours_s']:.0f} vs {r['theirs_s']:.0f} s"
-        return f"ratio **{r['ratio']:.2f}** ({cold}); re-mining {r['remine_s']:.2f} s"
-    if name == "feast":
-        latency = f"search p50 {r['search_p50_ms']:.1f} ms / p95 {r['search_p95_ms']:.1f} ms"
-        return (
-            f"{latency} (numpy {r['brute_p50_ms']:.2f} ms); recall@10 **{r['recall_at_10']:.4f}**; index "
-            f"{r['index_per_s']:.1f} vs encode {r['raw_encode_per_s']:.1f} passages/s"
-        )
-    if name == "ddp":
-        return f"{r['one_process']:.2f} -> {r['two_processes']:.2f} samples/s (**{r['speedup']:.2f}x**)"
-    if name == "errors":
-        slowest = r["slowest_error_seconds"]
-        return f"slowest one-line error **{slowest:.2f} s** (CLI start-up {r['start_up_seconds']:.2f} s)"
-    if name == "scale":
-        peak = f"peak RSS **{r['peak_rss_gib']:.2f} GiB** at {r['passages']:,} passages"
-        return f"{peak}; time/size ratio {r['linearity']:.2f}"
-    return ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in r.items())
-
-
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
@@ -182,43 +141,39 @@ def machine() -> str:
     )
 
 
-def write_page(stored: dict[str, dict]) -> None:
-    lines = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (`benchmarks/run_all.py`) from the results in `benchmarks/results/`. Every number",
-        "comes from the command beside it; re-run one section with `make bench ONLY=NAME`.",
-        "",
-        "| section | result | wall | peak RSS | command(s) | measured on |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in SECTIONS:
-        if name not in stored:
+def commit() -> str:
+    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else "unknown"
+
+
+def block(entry: dict) -> list[str]:
+    """A section's measured numbers as the page shows them: no CPU model, no date."""
+    cores, rest = entry["machine"].split(", ", 1)
+    at = f"ragtune {entry['version']} ({entry['commit']}), " if "version" in entry else ""
+    lines = [f"Measured by `make bench` with {at}{cores.split(' (')[0]}, {rest}.", ""]
+    for run in entry["runs"]:
+        lines += [f"`{run['command']}` ({run['seconds']:.0f} s, peak RSS {run['peak_rss_gib']:.2f} GiB)", ""]
+        lines += run["output"] + [""] if run["output"] else []
+    return lines[:-1]
+
+
+def write_page(stored: dict[str, dict], names: list[str]) -> None:
+    """Replace the marked block of each named section in docs/benchmarks.md; the prose around stays."""
+    text = PAGE.read_text()
+    for name in names:
+        begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+        if name not in stored or begin not in text or end not in text:
+            print(f"{PAGE.name} has no block for {SECTIONS[name].title!r}; see benchmarks/results/{name}.json")
             continue
-        entry = stored[name]
-        seconds = sum(run["seconds"] for run in entry["runs"])
-        peak = max(run["peak_rss_gib"] for run in entry["runs"])
-        commands = "<br>".join(f"`{run['command']}`" for run in entry["runs"])
-        lines.append(
-            f"| {name} | {summary_value(name, entry['result'], seconds)} | {seconds / 60:.1f} min | "
-            f"{peak:.2f} GiB | {commands} | {entry['date']} |"
-        )
-    for name in SECTIONS:
-        if name in stored:
-            entry = stored[name]
-            lines += ["", f"## {SECTIONS[name].title}", "", f"{entry['machine']}; {entry['date']}.", ""]
-            for run in entry["runs"]:
-                lines += [f"`{run['command']}` ({run['seconds']:.0f} s, peak RSS {run['peak_rss_gib']:.2f} GiB)", ""]
-                lines += run["output"] + [""]
-    if NOTES.exists():
-        lines += ["", NOTES.read_text().strip()]
-    PAGE.write_text("\n".join(lines).rstrip() + "\n")
+        head, rest = text.split(begin, 1)
+        text = "\n".join([head + begin, *block(stored[name]), end + rest.split(end, 1)[1]])
+    PAGE.write_text(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(SECTIONS), help="sections to run (default: all)")
-    parser.add_argument("--page-only", action="store_true", help="rebuild BENCHMARKS.md from stored results")
+    parser.add_argument("--page-only", action="store_true", help="rewrite docs/benchmarks.md from stored results")
     options = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not options.page_only:
@@ -228,11 +183,14 @@ def main() -> None:
             entry = {
                 "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                 "machine": machine(),
+                "version": ragtune.__version__,
+                "commit": commit(),
                 "runs": runs,
                 "result": result,
             }
             (RESULTS / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")
-    write_page({path.stem: json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))})
+    stored = {path.stem: json.loads(path.read_text()) for path in sorted(RESULTS.glob("*.json"))}
+    write_page(stored, options.only or list(SECTIONS))
     print(f"\nwrote {PAGE}")
 
 

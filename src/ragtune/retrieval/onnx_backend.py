@@ -3,7 +3,7 @@
 sentence-transformers' own ONNX backend needs optimum-onnx, whose only release caps transformers
 below 4.58 (we pin 5.24), so the export is torch's (`torch.onnx.export`, dynamo) of the very
 modules `encode` runs, with ST's own tokenisation in front. Measured parity and speed are in
-BENCHMARKS.md; `model.backend: torch` keeps every encode in PyTorch.
+docs/benchmarks.md; `model.backend: torch` keeps every encode in PyTorch.
 
 An export belongs to the weights it was made from: it is looked up by a hash of the weights'
 bytes, so a model that trains on (an epoch of the held-out evaluation) gets a fresh export and

@@ -38,7 +38,7 @@ def choose_average(
 
     An average wins by beating the best score so far; with `prefer_over` (the base model's score) the
     first average above it wins outright, however the epoch scored: held-out synthetic queries favour
-    the fully tuned weights even where averaging measured better on real queries (BENCHMARKS.md).
+    the fully tuned weights even where averaging measured better on real queries (docs/benchmarks.md).
     """
     tuned = {k: v.clone() for k, v in model.state_dict().items()}
     choice = AverageChoice(None, [])

@@ -5,7 +5,7 @@ calls) and broadcasts the metrics, so every rank sees the same numbers. The corp
 the last call are kept: re-mining and the final model's embedding cache reuse them instead of
 encoding the corpus again. Held-out synthetic queries are ranked with their source passage's
 query sentence cut out (eval.parquet's `positive`): in the full passage BM25-like overlap finds
-them, and that number rose on a corpus where real queries got worse (BENCHMARKS.md).
+them, and that number rose on a corpus where real queries got worse (CHANGELOG.md).
 """
 
 from __future__ import annotations
