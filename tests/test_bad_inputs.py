@@ -319,6 +319,13 @@ def parquet_passages(ids: list):
     return make
 
 
+def untitled_passages_as_titles_only(w: Path, slice_: Path, prepared: Path) -> Path:
+    """Passages without titles, and a config that makes titles the only queries."""
+    pd.DataFrame({"id": ["a", "b"], "text": ["one passage", "another"]}).to_parquet(w / "passages.parquet")
+    (w / "run.yaml").write_text("synthetic:\n  generators: []\n")
+    return w
+
+
 def unloadable_model(w: Path, slice_: Path, prepared: Path) -> Path:
     model = w / "model"
     model.mkdir()
@@ -367,6 +374,12 @@ EXECUTABLE_CASES = {
     "qrels-negative": ("prepare", append_beir("qrels/train.tsv", "1\t4983\t-1\n"), ["--data", "{input}"], "'-1'"),
     "parquet-nan-id": ("prepare", parquet_passages(["a", None]), ["--data", "{input}"], "passage number(s) 2"),
     "parquet-float-id": ("prepare", parquet_passages([1.0, 2.0]), ["--data", "{input}"], "non-integer numeric id"),
+    "titles-only-without-titles": (
+        "prepare",
+        untitled_passages_as_titles_only,
+        ["--data", "{input}/passages.parquet", "--config", "{input}/run.yaml"],
+        "no passage has a title",
+    ),
 }
 
 

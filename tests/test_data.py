@@ -134,14 +134,15 @@ def test_bad_beir_input_names_file_and_fix(tmp_path, case, message):
         load_dataset(root)
 
 
-def test_passages_need_columns_and_titles(tmp_path):
+def test_passages_need_id_and_text_and_titles_are_optional(tmp_path):
+    """Titles are one more query source, not a requirement (#31): untitled passages load, titled ones give queries."""
     path = tmp_path / "p.parquet"
-    pd.DataFrame([{"id": "a", "text": "t"}]).to_parquet(path)
-    with pytest.raises(UserError, match="missing column.*title"):
+    pd.DataFrame([{"id": "a", "title": "t"}]).to_parquet(path)
+    with pytest.raises(UserError, match="missing column.*text"):
         load_dataset(path)
-    pd.DataFrame([{"id": "a", "title": "", "text": "t"}]).to_parquet(path)
-    with pytest.raises(UserError, match="empty title"):
-        load_dataset(path)
+    pd.DataFrame([{"id": "a", "text": "t"}, {"id": "b", "title": "Bee", "text": "u"}]).to_parquet(path)
+    dataset = load_dataset(path)
+    assert dataset.corpus["title"].tolist() == ["", "Bee"] and list(dataset.queries.values()) == ["Bee"]
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(UserError, match="not a readable parquet"):
         load_dataset(tmp_path / "broken.parquet")

@@ -10,7 +10,7 @@ from test_mining_rules import corpus_at
 from ragtune import config as cfg
 from ragtune.errors import UserError
 from ragtune.io.data import Dataset, document_text
-from ragtune.zero_label.pipeline import TeacherCheck, synthetic_dataset
+from ragtune.zero_label.pipeline import MAX_TITLE_PASSAGES, TeacherCheck, synthetic_dataset, title_queries
 from ragtune.zero_label.teacher import FusionTeacher
 
 SENTENCES = [
@@ -35,7 +35,7 @@ def passages(n: int) -> Dataset:
 
 
 def test_held_out_passages_never_give_training_queries():
-    made = synthetic_dataset(passages(50), cfg.SyntheticConfig(evidence_queries=8), seed=0)
+    made = synthetic_dataset(passages(50), cfg.SyntheticConfig(evidence_queries=8, titles=False), seed=0)
     held_out = {pid for docs in made.dataset.qrels["dev"].values() for pid in docs}
     trained = {pid for docs in made.dataset.qrels["train"].values() for pid in docs}
     assert len(held_out) == 8 and trained and not held_out & trained
@@ -45,6 +45,34 @@ def test_held_out_passages_never_give_training_queries():
     for qid, docs in made.dataset.qrels["dev"].items():  # judged with the query sentence cut out of its passage
         (pid,) = docs
         assert made.dataset.queries[qid] in documents[pid] and made.dataset.queries[qid] not in made.positive_text[qid]
+
+
+def test_real_titles_are_one_more_query_per_source_with_the_title_cut_off_its_positive():
+    dataset = passages(50)
+    corpus = dataset.corpus
+    corpus.loc[40:, "title"] = ""  # untitled passages give no title query
+    corpus.loc[30:39, ["title", "source_id"]] = ["Untitled", "untitled"]  # one title naming 10 passages: kept
+    corpus["document"] = document_text(corpus["title"], corpus["text"], False)
+    made = synthetic_dataset(Dataset("passages", corpus, {}, {}), cfg.SyntheticConfig(evidence_queries=8), seed=0)
+    held_out = {pid for docs in made.dataset.qrels["dev"].values() for pid in docs}
+    titles = {qid: docs for qid, docs in made.dataset.qrels["train"].items() if qid.startswith("title:")}
+    expected = {f"title:s{i}" for i in range(30) if f"p{i}" not in held_out} | {"title:untitled"}
+    assert set(titles) == expected and made.audit["titles"] == len(expected)
+    assert titles["title:untitled"] == {f"p{i}": 1.0 for i in range(30, 40) if f"p{i}" not in held_out}
+    single = sorted(expected - {"title:untitled"})[0]
+    assert made.dataset.queries[single] == f"Study {single[len('title:s') :]}"
+    assert not made.positive_text[single].startswith("Study") and "title:untitled" not in made.positive_text
+    without = synthetic_dataset(
+        Dataset("passages", corpus, {}, {}), cfg.SyntheticConfig(evidence_queries=8, titles=False), seed=0
+    )
+    assert not any(qid.startswith("title:") for qid in without.dataset.qrels["train"])
+
+
+def test_a_title_that_names_too_many_passages_is_no_query():
+    corpus = passages(MAX_TITLE_PASSAGES + 2).corpus
+    corpus["title"], corpus["source_id"] = "Untitled", "untitled"
+    assert title_queries(corpus)[0] == {}
+    assert title_queries(corpus.iloc[:MAX_TITLE_PASSAGES])[0] == {"title:untitled": "Untitled"}
 
 
 def test_a_corpus_too_small_to_hold_out_queries_is_one_line():

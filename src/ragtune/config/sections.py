@@ -86,10 +86,13 @@ class SyntheticConfig:
     generators: list[str] = _option(
         ["ict", "crop", "terms"],
         "zero-label: query generators (ict: a sentence, mostly cut from its positive; crop: a span; "
-        "terms: salient words; llm: written by synthetic.llm_model); none given in a file ([]): titles are the queries",
+        "terms: salient words; llm: written by synthetic.llm_model); none ([], in a file): titles are the only queries",
         "--generator",
     )
     queries_per_passage: int = _option(4, "synthetic queries per passage, shared round-robin by the generators")
+    titles: bool = _option(
+        True, "zero-label: real titles are one more query per source (a title naming over 50 passages is not)"
+    )
     max_query_words: int = _option(32, "longer synthetic queries are cut to this many words")
     ict_remove_probability: float = _option(0.9, "ict: how often the query sentence is cut out of its positive")
     evidence_queries: int = _option(

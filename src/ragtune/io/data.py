@@ -83,9 +83,9 @@ def document_text(title: pd.Series, text: pd.Series, title_in_document: bool) ->
 
 
 def titles_as_queries(corpus: pd.DataFrame) -> tuple[dict[str, str], Qrels]:
-    """Passages-only training pairs: one query per source (its title), every passage of the source a positive."""
+    """Titles as the only queries (synthetic.generators: []): one per titled source, its passages the positives."""
     queries, train = {}, {}
-    for source, group in corpus.groupby("source_id", sort=True):
+    for source, group in corpus[corpus["title"] != ""].groupby("source_id", sort=True):
         qid = f"source:{source}"
         queries[qid] = group["title"].iloc[0]
         train[qid] = {did: 1.0 for did in group["id"]}
@@ -164,21 +164,15 @@ def load_passages(path: Path, max_chars: int) -> Dataset:
             raise UserError(f"{path}: not a readable parquet file ({exc}); check the file") from None
         if "id" not in table.columns and "_id" in table.columns:
             table = table.rename(columns={"_id": "id"})
-        missing = [c for c in ("id", "title", "text") if c not in table.columns]
+        missing = [c for c in ("id", "text") if c not in table.columns]
         if missing:
-            raise UserError(f"{path}: missing column(s) {', '.join(missing)}; passages need id, title, text")
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)}; passages need id, text (title optional)")
         rows = table.to_dict("records")
     else:
-        rows = read_jsonl(path, ("id", "title", "text"))
+        rows = read_jsonl(path, ("id", "text"))
     if not rows:
         raise UserError(f"{path}: the corpus is empty; it needs at least one passage")
     corpus = _corpus_frame(rows, path, "id", max_chars, False)
-    no_title = corpus["title"] == ""
-    if no_title.any():
-        raise UserError(
-            f"{path}: passage '{corpus['id'][no_title].iloc[0]}' has an empty title; passages-only "
-            "training uses the title as the query, so every passage needs one"
-        )
     queries, train = titles_as_queries(corpus)
     return Dataset("passages", corpus, queries, {"train": train})
 

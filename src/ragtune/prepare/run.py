@@ -193,6 +193,11 @@ def prepare(
     cross_encoder = None
     if dataset.kind == "passages" and synthetic.generators and synthetic.teacher == "cross-encoder":
         cross_encoder = CrossEncoderTeacher.load_model(synthetic.cross_encoder, model.device)  # before slow work
+    if dataset.kind == "passages" and not synthetic.generators and not dataset.queries:
+        raise UserError(
+            f"{data.path}: no passage has a title, and synthetic.generators is [] (titles as the only queries); "
+            "give the passages titles, or keep the generators"
+        )
     made = None
     if dataset.kind == "passages" and synthetic.generators:
         made = zero_label.synthetic_dataset(dataset, synthetic, data.seed, cache_dir(model))

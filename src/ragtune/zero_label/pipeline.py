@@ -37,6 +37,7 @@ from ragtune.zero_label.teacher import (
 MIN_EVIDENCE = 5
 TEACHER_SPARE = 2  # extra candidates mined per pair, for the teacher to veto
 SCORE_CHUNK = 4096  # pairs scored at once: bounds the (pairs, candidates, dim) embeddings in memory
+MAX_TITLE_PASSAGES = 50
 
 
 @dataclass
@@ -64,6 +65,25 @@ def llm_queries(training: pd.DataFrame, s: SyntheticConfig, share: int, cache_di
     }
     slug = re.sub(r"[^\w.-]+", "_", s.llm_model)[:80]
     return write_queries(passages, spec, (cache_dir or default_cache_dir()) / "llm" / f"{slug}.jsonl")
+
+
+def title_queries(training: pd.DataFrame) -> tuple[dict[str, str], Qrels, dict[str, str]]:
+    """Real titles as one more query source: one query per source (a document's passages share it).
+
+    A title is real when it is not empty and names at most MAX_TITLE_PASSAGES passages (a shared
+    "Untitled" names them all). A one-passage source trains with its title cut off the passage, so
+    the query is not found by copying it (as ict cuts its sentence out)."""
+    queries, qrels, positive_text = {}, {}, {}
+    for source, group in training[training["title"] != ""].groupby("source_id", sort=True):
+        if len(group) > MAX_TITLE_PASSAGES:
+            continue
+        qid = f"title:{source}"
+        title, document = group["title"].iloc[0], group["document"].iloc[0]
+        queries[qid], qrels[qid] = title, {pid: 1.0 for pid in group["id"]}
+        body = split_title(document, title)[1]
+        if len(group) == 1 and body.strip():
+            positive_text[qid] = body
+    return queries, qrels, positive_text
 
 
 def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int, cache_dir: Path | None = None) -> SyntheticInput:
@@ -94,13 +114,14 @@ def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int, cache_dir
             "no passage is long enough to make a synthetic query from (16 words or more after its title); "
             "bring longer passages or real queries"
         )
+    titles, title_qrels, title_positives = title_queries(training) if s.titles else ({}, {}, {})
     evidence_ids = [f"heldout:{pid}" for pid in evidence["passage_id"]]
-    texts = dict(zip(queries["query_id"], queries["query"])) | dict(zip(evidence_ids, evidence["query"]))
-    train: Qrels = {qid: {pid: 1.0} for qid, pid in zip(queries["query_id"], queries["passage_id"])}
+    texts = dict(zip(queries["query_id"], queries["query"])) | dict(zip(evidence_ids, evidence["query"])) | titles
+    train: Qrels = {qid: {pid: 1.0} for qid, pid in zip(queries["query_id"], queries["passage_id"])} | title_qrels
     held_out: Qrels = {qid: {pid: 1.0} for qid, pid in zip(evidence_ids, evidence["passage_id"])}
     synthetic = Dataset("synthetic", corpus, texts, {"train": train, "dev": held_out})
     positives = dict(zip(queries["query_id"], queries["positive"])) | dict(zip(evidence_ids, evidence["positive"]))
-    return SyntheticInput(synthetic, positives, evidence, audit.as_dict())
+    return SyntheticInput(synthetic, positives | title_positives, evidence, audit.as_dict() | {"titles": len(titles)})
 
 
 def choose(encoder, synthetic: SyntheticInput, corpus_embeddings: np.ndarray, batch_size: int):
