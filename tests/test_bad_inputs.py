@@ -84,7 +84,7 @@ def passages(rows: list[dict] | bytes, name: str = "passages.jsonl"):
 
 # passages that make synthetic queries, so prepare reaches the llm generator and the teacher
 long_enough = passages(
-    [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence number {i} has words. " * 6} for i in range(30)]
+    [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence number {i} has words. " * 6} for i in range(1000)]
 )
 
 
@@ -204,7 +204,7 @@ CASES = {
             [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence {i} here. And more words {i}."} for i in range(9)]
         ),
         ["--data", "{input}"],
-        "too few to hold out",
+        "gives 0 held-out synthetic queries (at most one per 5 of its 9 passages",
     ),
     "prepare-passages-too-short": (
         "prepare",
@@ -212,7 +212,7 @@ CASES = {
             [{"id": f"p{i}", "title": f"t{i}", "text": f"Sentence number {i}. Another one {i}."} for i in range(60)]
         ),
         ["--data", "{input}"],
-        "passages with two or more sentences",
+        "gives 0 held-out synthetic queries",
     ),
     "prepare-llm-unreachable": (
         "prepare",

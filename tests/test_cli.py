@@ -80,7 +80,7 @@ def test_evaluate_writes_metrics_table_and_chart(scifact_slice, tmp_path):
     result = run("evaluate", "--data", scifact_slice, "--split", "test", "--output", out)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics["results"]) == ["bm25", "all-MiniLM-L6-v2"]
+    assert list(metrics["results"]) == ["bm25", "all-MiniLM-L6-v2", "all-MiniLM-L6-v2 RRF with bm25 (k=60, reference)"]
     assert 0.3 < metrics["results"]["all-MiniLM-L6-v2"]["ndcg@10"] <= 1.0
     assert "| all-MiniLM-L6-v2 |" in result.stdout
     assert (out / "metrics.png").read_bytes()[:4] == b"\x89PNG"
@@ -88,7 +88,7 @@ def test_evaluate_writes_metrics_table_and_chart(scifact_slice, tmp_path):
 
 
 def test_passages_only_file_prepares_end_to_end(tmp_path):
-    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:120]
+    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:150]
     rows.to_parquet(tmp_path / "passages.parquet")
     out = tmp_path / "prepared"
     result = run(
@@ -98,9 +98,11 @@ def test_passages_only_file_prepares_end_to_end(tmp_path):
     samples = pd.read_parquet(out / "train.parquet")
     corpus = pd.read_parquet(out / "corpus.parquet").set_index("id")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["eval_kind"] == "synthetic" and summary["teacher"]["evidence_queries"] == 24
+    assert summary["eval_kind"] == "synthetic" and summary["teacher"]["evidence_queries"] == 30
     assert set(summary["synthetic"]["kept"]) == {"ict", "crop", "terms"}
-    assert (samples["anchor"] != corpus.loc[samples["positive_id"], "title"].to_numpy()).all()  # no title queries
+    titles = samples["anchor"] == corpus.loc[samples["positive_id"], "title"].to_numpy()
+    from_titles = samples["anchor_id"].str.startswith("title:")  # real titles: one more query source
+    assert from_titles.any() and titles[from_titles].all() and not titles[~from_titles].any()
     held_out = set(pd.read_parquet(out / "eval.parquet")["positive_id"])
     assert not held_out & set(samples["positive_id"]), "a held-out passage gave training queries"
     negatives = samples.dropna(subset=["negative_id"])
@@ -150,7 +152,7 @@ def test_repros_of_the_training_core_issue(tmp_path, prepared_dir):
     --resume of a finished run: each works or says why in one line, never a traceback."""
     config = tmp_path / "run.yaml"
     config.write_text("mining:\ntrain:\n")
-    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:140]
+    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:160]
     rows.loc[[3, 70], ["title", "text"]] = ""
     rows.to_json(tmp_path / "passages.jsonl", orient="records", lines=True)
     out = tmp_path / "prepared"
@@ -169,7 +171,7 @@ def test_repros_of_the_training_core_issue(tmp_path, prepared_dir):
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "skipped 2 empty passage(s)" in result.stderr
-    assert len(pd.read_parquet(out / "corpus.parquet")) == 138
+    assert len(pd.read_parquet(out / "corpus.parquet")) == 158
     assert yaml.safe_load((out / "config.yaml").read_text())["mining"]["range_min"] == 5
     zero = run("prepare", "--data", tmp_path / "passages.jsonl", "--output", tmp_path / "p0", "--eval-fraction", "0")
     assert_user_error(zero, "data.eval_fraction", "(0, 1)")

@@ -125,8 +125,7 @@ def test_evidence_queries_are_cut_from_their_passages():
         assert query in texts[row] and query not in documents[row]
     untouched = set(range(30)) - set(rows)
     assert all(documents[i] == texts[i] for i in untouched)
-    with pytest.raises(UserError, match="holding out 31 synthetic queries"):
-        evidence_queries(frame, 31, seed=0)
+    assert len(evidence_queries(frame, 31, seed=0)) == 30  # what the corpus gives; the caller decides
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +179,7 @@ def test_prepare_and_evaluate_with_a_cross_encoder_teacher(cross_encoder_dir, tm
     from ragtune import api
     from ragtune import config as cfg
 
-    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:120]
+    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:150]
     rows.to_parquet(tmp_path / "passages.parquet")
     prepared = tmp_path / "prepared"
     config = cfg.load(

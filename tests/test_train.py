@@ -303,7 +303,7 @@ def test_never_ship_worse_unless_asked(prepared_dir, tmp_path, capsys):
 
 def test_passages_only_data_trains_on_teacher_margins(tmp_path, prepared_dir):
     """loss auto: prepare's teacher margins -> margin-mse on exactly the labelled rows, with re-mining off."""
-    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:120]
+    rows = pd.read_json(Path(__file__).parents[1] / "data" / "scifact-passages.jsonl.gz", lines=True).iloc[:150]
     rows.to_parquet(tmp_path / "passages.parquet")
     prepared = tmp_path / "prepared"
     api.prepare(

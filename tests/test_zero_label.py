@@ -75,9 +75,16 @@ def test_a_title_that_names_too_many_passages_is_no_query():
     assert title_queries(corpus.iloc[:MAX_TITLE_PASSAGES])[0] == {"title:untitled": "Untitled"}
 
 
-def test_a_corpus_too_small_to_hold_out_queries_is_one_line():
-    with pytest.raises(UserError, match="too few to hold out 5 synthetic queries"):
-        synthetic_dataset(passages(20), cfg.SyntheticConfig(), seed=0)
+def test_held_out_queries_adapt_to_the_corpus_down_to_a_floor_that_decides():
+    """Fewer than evidence_queries, with a warning, down to DECIDING_QUERIES (or fewer if the user asks for fewer)."""
+    with pytest.warns(UserWarning, match=r"holding out 32 synthetic queries, not 200 .*30 or more still decide"):
+        made = synthetic_dataset(passages(160), cfg.SyntheticConfig(), seed=0)
+    assert len(made.dataset.qrels["dev"]) == 32
+    with pytest.raises(UserError, match=r"gives 20 held-out .* 30 or more .*evidence_queries to 20 to decide"):
+        synthetic_dataset(passages(100), cfg.SyntheticConfig(), seed=0)
+    assert len(synthetic_dataset(passages(100), cfg.SyntheticConfig(evidence_queries=20), seed=0).evidence) == 20
+    with pytest.raises(UserError, match=r"gives 4 held-out .*\(--eval-data\)$"):
+        synthetic_dataset(passages(20), cfg.SyntheticConfig(evidence_queries=5), seed=0)
 
 
 def check_at(scores: list[float], positive: str = "a") -> TeacherCheck:

@@ -12,6 +12,7 @@ negative, and margin-mse (losses.py) trains on them, GPL-style.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from ragtune.errors import UserError
 from ragtune.io.data import Dataset
 from ragtune.io.outputs import default_cache_dir
 from ragtune.io.qrels import Qrels
+from ragtune.retrieval.metrics import DECIDING_QUERIES
 from ragtune.zero_label.llm import LLMSpec, write_queries
 from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries, shares, split_title
 from ragtune.zero_label.teacher import (
@@ -34,7 +36,6 @@ from ragtune.zero_label.teacher import (
     margin_labels,
 )
 
-MIN_EVIDENCE = 5
 TEACHER_SPARE = 2  # extra candidates mined per pair, for the teacher to veto
 SCORE_CHUNK = 4096  # pairs scored at once: bounds the (pairs, candidates, dim) embeddings in memory
 MAX_TITLE_PASSAGES = 50
@@ -86,15 +87,30 @@ def title_queries(training: pd.DataFrame) -> tuple[dict[str, str], Qrels, dict[s
     return queries, qrels, positive_text
 
 
+def held_out_evidence(corpus: pd.DataFrame, wanted: int, seed: int) -> pd.DataFrame:
+    """`wanted` held-out ICT queries (at most one per 5 passages), or as many as the corpus gives down to a
+    floor that still decides (DECIDING_QUERIES, or `wanted` if the user asked for fewer), with a warning."""
+    floor = min(wanted, DECIDING_QUERIES)
+    evidence = evidence_queries(corpus, min(wanted, len(corpus) // 5), seed)
+    if len(evidence) < floor:
+        fewer = f", or set synthetic.evidence_queries to {len(evidence)} to decide on that few (noisy)"
+        raise UserError(
+            f"the corpus gives {len(evidence)} held-out synthetic queries (at most one per 5 of its {len(corpus)} "
+            f"passages, each with a sentence to cut out); {floor} or more are needed to choose the teacher and "
+            f"measure tuning: add passages or bring real queries (--eval-data){fewer if len(evidence) >= 5 else ''}"
+        )
+    if len(evidence) < wanted:
+        warnings.warn(
+            f"holding out {len(evidence)} synthetic queries, not {wanted} (synthetic.evidence_queries): the corpus "
+            f"gives no more ({len(corpus)} passages, at most one per 5); {floor} or more still decide",
+            stacklevel=3,
+        )
+    return evidence
+
+
 def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int, cache_dir: Path | None = None) -> SyntheticInput:
     corpus = dataset.corpus
-    count = min(s.evidence_queries, len(corpus) // 5)
-    if count < MIN_EVIDENCE:
-        raise UserError(
-            f"the corpus has {len(corpus)} passages: too few to hold out {MIN_EVIDENCE} synthetic queries "
-            f"(one per 5 passages) and train on the rest; add passages or bring real queries (--eval-data)"
-        )
-    evidence = evidence_queries(corpus, count, seed)
+    evidence = held_out_evidence(corpus, s.evidence_queries, seed)
     training = corpus[~corpus["id"].isin(set(evidence["passage_id"]))]
     if 0 < s.passages < len(training):
         training = training.sample(n=s.passages, random_state=seed).sort_index()
