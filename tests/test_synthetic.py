@@ -1,20 +1,23 @@
-"""Synthetic queries from passages: counts, caps, dedup, ICT removal, titles, short passages, determinism."""
+"""Synthetic queries from passages: counts, caps, dedup, ICT removal, titles, short passages, determinism,
+and text as users have it (tests/real_text.py: lowercase, spaced or no punctuation, hard wraps, bullets)."""
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 
 import pandas as pd
 import pytest
+from real_text import TRANSFORMS, corpus_frame, long_rows, read_corpus, transform, variant, yield_shares
 
 from ragtune.errors import UserError
+from ragtune.zero_label.sentences import query_spans, sentence_spans
 from ragtune.zero_label.synthetic import (
     SyntheticSpec,
     content_words,
     generate_queries,
     normalise,
-    sentence_spans,
     shares,
     split_title,
 )
@@ -193,12 +196,18 @@ def test_llm_queries_pass_the_same_filters_and_are_counted():
     assert audit.dropped["duplicate_across_passages"] == 2
 
 
-def test_a_single_sentence_passage_gives_no_ict_query():
+def test_a_passage_without_two_sentences_gives_ict_word_windows():
     rng = random.Random(8)
-    queries, audit = generate_queries(corpus([("T", sentence(rng, 40))]), SyntheticSpec(queries_per_passage=6))
-    assert "ict" not in set(queries["generator"])
-    assert audit.dropped["ict_passage_yielded_none"] == 1
+    text = sentence(rng, 40)
+    queries, audit = generate_queries(corpus([("T", text)]), SyntheticSpec(queries_per_passage=6))
+    ict = queries[queries["generator"] == "ict"]
+    assert len(ict) == 2 and "ict_passage_yielded_none" not in audit.dropped
+    words = text.split()
+    assert sorted(ict["query"]) == sorted([" ".join(words[:20]), " ".join(words[20:])])  # two windows of 20
     assert {"crop", "terms"} <= set(queries["generator"])
+    spec = SyntheticSpec(min_query_words=10, queries_per_passage=6)  # 16 words: too short for two windows of 10
+    queries, audit = generate_queries(corpus([("T", sentence(rng, 16))]), spec)
+    assert "ict" not in set(queries["generator"]) and audit.dropped["ict_passage_yielded_none"] == 1
 
 
 def test_sentence_spans_split_on_sentence_ends_only():
@@ -209,6 +218,97 @@ def test_sentence_spans_split_on_sentence_ends_only():
         "Why?",
         "4 trials agree.",
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (  # lowercase, punctuation spaced off: a sentence end is . ! ? before any next word
+            "levels rose by 3.5 mg . then (in mice) they fell ! why ? trials agree",
+            ["levels rose by 3.5 mg .", "then (in mice) they fell !", "why ?", "trials agree"],
+        ),
+        (  # abbreviations, decimals and initials end nothing
+            "Cells (e.g. neurons) grew as Smith et al. showed in Fig. 2 (p < 0.05) for E. coli vs. S. aureus. "
+            "it held in the U.S. too",
+            [
+                "Cells (e.g. neurons) grew as Smith et al. showed in Fig. 2 (p < 0.05) for E. coli vs. S. aureus.",
+                "it held in the U.S. too",
+            ],
+        ),
+        (  # a hard wrap is a space; a blank line, a line after a sentence end and each bullet line break
+            "the first line wraps\nat the margin. a second one\nwraps too\n\nA paragraph without a stop\n"
+            "then:\n- one item\n* another\n\u2022 a third\n12. a numbered one\n2) and more",
+            [
+                "the first line wraps at the margin.",
+                "a second one wraps too",
+                "A paragraph without a stop then:",
+                "one item",
+                "another",
+                "a third",
+                "a numbered one",
+                "and more",
+            ],
+        ),
+    ],
+)
+def test_sentence_spans_on_text_as_users_have_it(body, expected):
+    assert [" ".join(body[s:e].split()) for s, e in sentence_spans(body)] == expected
+
+
+def test_query_spans_fall_back_to_even_word_windows_without_two_sentences():
+    words = [f"w{i}" for i in range(45)]
+    transcript = " ".join(words)
+    windows = [transcript[s:e].split() for s, e in query_spans(transcript, 4, 32)]
+    assert windows == [words[:15], words[15:30], words[30:]]  # three of 15: at most 20 words each
+    assert sorted(len(transcript[s:e].split()) for s, e in query_spans(transcript, 4, 8)) == [7, 7, 7, 8, 8, 8]
+    two = "A first sentence of a few words. A second sentence of some words."
+    assert query_spans(two, 4, 32) == sentence_spans(two)
+    one_long = "Short one. " + transcript  # one sentence of query length is not enough
+    assert len(query_spans(one_long, 4, 32)) == 3
+
+
+REAL_TEXT_PASSAGES = 300  # the first SciFact abstracts of 40 words or more
+SENTENCES_KEPT = ["lowercase", "detach", "wrap60", "join", "bullets", "lower+detach", "lower+detach+wrap60"]
+UNPUNCTUATED = ["strip", "transcript", "transcript+wrap60"]
+
+
+@functools.cache
+def scifact_long() -> list[dict]:
+    return long_rows(read_corpus(), 40, REAL_TEXT_PASSAGES)
+
+
+@functools.cache
+def ict_queries(name: str) -> pd.DataFrame:
+    """One ict query or two for each of the SciFact passages, their text (and title) through TRANSFORMS[name]."""
+    frame = corpus_frame(variant(scifact_long(), name))
+    return generate_queries(frame, SyntheticSpec(generators=("ict",), queries_per_passage=2))[0]
+
+
+@pytest.mark.parametrize("name", list(TRANSFORMS))
+def test_ict_yields_a_query_for_nine_in_ten_passages_of_real_text(name):
+    ids = [row["_id"] for row in scifact_long()]
+    clean = yield_shares(ict_queries("clean"), ids, ("ict",))["ict"]
+    real = yield_shares(ict_queries(name), ids, ("ict",))["ict"]
+    assert real >= 0.9 and abs(real - clean) <= 0.03, (name, real, clean)
+
+
+@pytest.mark.parametrize("name", SENTENCES_KEPT)
+def test_real_text_keeps_the_sentences_of_the_clean_text(name):
+    """Where the sentence ends survive (in any case, spaced off, wrapped, as bullets), ict finds the same sentences."""
+
+    def units(text: str) -> list[str]:
+        return [normalise(text[s:e]) for s, e in query_spans(text, 4, 32)]
+
+    same = [units(transform(row["text"], name)) == units(row["text"]) for row in scifact_long()]
+    assert sum(same) / len(same) >= 0.95, (name, sum(same))
+
+
+@pytest.mark.parametrize("name", UNPUNCTUATED)
+def test_unpunctuated_text_gives_ict_word_windows(name):
+    queries = ict_queries(name)
+    lengths = queries["query"].str.split().str.len()
+    assert lengths.between(10, 20).all(), lengths.describe()  # windows of 10-20 words: passages of 40 or more
+    assert queries["query_removed"].mean() > 0.8  # cut from the positive, as ict sentences are
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ Three generators, chosen by name:
 
 - `ict`: Inverse Cloze Task (Lee et al. 2019). A sentence (or a short run of them, when one is too
   short) is the query; with `ict_remove_probability` it is cut out of the positive, so the model
-  learns what a passage is about rather than string overlap.
+  learns what a passage is about rather than string overlap. sentences.py finds the sentences in
+  text as users have it (lowercase, spaced punctuation, hard wraps, bullets) and cuts text without
+  them (transcripts) into word windows instead.
 - `crop`: independent cropping (Izacard et al. 2022, Contriever). A random span is the query and
   another random span of 10-50% of the passage is the positive.
 - `terms`: a few salient words (TF-IDF against the corpus) in the order the passage uses them,
@@ -28,6 +30,7 @@ import pandas as pd
 
 from ragtune.config import GENERATORS
 from ragtune.errors import UserError
+from ragtune.zero_label.sentences import query_spans
 
 SPAN_GENERATORS = {"ict", "crop"}  # min_query_words applies to these; terms queries use terms_per_query
 QUERY_COLUMNS = ["query_id", "query", "passage_id", "generator", "positive", "query_removed"]
@@ -35,7 +38,6 @@ CROP_POSITIVE_FRACTION = (0.1, 0.5)  # Contriever's crop ratio range
 TERMS_POOL = 10  # a terms query samples from the passage's most salient words
 ATTEMPTS_PER_QUERY = 4  # random generators retry a few times when they hit a duplicate
 
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+(?=[A-Z0-9(\[\"'])")
 _TOKEN = re.compile(r"\b\w\w+\b")  # bm25s' default token pattern
 _SEPARATOR = re.compile(r"[\s.:;,|\-\u2013\u2014]*")
 STOPWORDS = frozenset(
@@ -117,20 +119,14 @@ def split_title(document: str, title: str) -> tuple[str, str]:
     return document[:cut], document[cut:]
 
 
-def sentence_spans(body: str) -> list[tuple[int, int]]:
-    """Character spans of sentences: a break after . ! ? when the next one starts like a sentence."""
-    starts = [0] + [m.end() for m in _SENTENCE_END.finditer(body)]
-    ends = starts[1:] + [len(body)]
-    return [(s, e) for s, e in zip(starts, ends) if body[s:e].strip()]
-
-
 def cap_words(text: str, max_words: int) -> str:
     return " ".join(text.split()[:max_words])
 
 
 def _ict(body: str, prefix: str, document: str, spec: SyntheticSpec, rng: random.Random, count: int):
-    """Yield (query, positive, removed) from distinct sentences, extended by the next ones when too short."""
-    spans = sentence_spans(body)
+    """Yield (query, positive, removed) from distinct sentences, extended by the next ones when too short
+    (word windows where the passage has too few sentences of query length: `sentences.query_spans`)."""
+    spans = query_spans(body, spec.min_query_words, spec.max_query_words)
     if len(spans) < 2:
         return
     order = list(range(len(spans)))
