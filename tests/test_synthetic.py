@@ -334,3 +334,18 @@ def test_twenty_thousand_passages_in_seconds():
     queries, _ = generate_queries(passages, SyntheticSpec(queries_per_passage=10))
     assert len(queries) > 190_000
     assert time.perf_counter() - start < 60
+
+
+def test_the_spec_defaults_are_the_config_defaults():
+    """SyntheticSpec is what generate_queries reads; a default it shares with the `synthetic:` section is the same."""
+    import dataclasses
+
+    from ragtune.config import SyntheticConfig
+
+    config = SyntheticConfig()
+    shared = {f.name for f in dataclasses.fields(SyntheticSpec)} & {f.name for f in dataclasses.fields(config)}
+    spec = SyntheticSpec()
+    assert shared >= {"generators", "queries_per_passage", "max_query_words", "ict_remove_probability"}
+    assert {
+        name: tuple(getattr(config, name)) if name == "generators" else getattr(config, name) for name in shared
+    } == {name: getattr(spec, name) for name in shared}

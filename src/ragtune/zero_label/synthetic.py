@@ -55,7 +55,7 @@ class SyntheticSpec:
     """Options of the `synthetic:` config section; queries_per_passage is shared round-robin by the generators."""
 
     generators: tuple[str, ...] = ("ict", "crop", "terms")
-    queries_per_passage: int = 10
+    queries_per_passage: int = 4  # as SyntheticConfig
     max_query_words: int = 32
     min_query_words: int = 4
     min_passage_words: int = 16
