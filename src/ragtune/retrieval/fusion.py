@@ -17,7 +17,7 @@ against the real test queries; docs/benchmarks.md has the numbers).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -117,20 +117,12 @@ class FusionChoice:
         return chosen[0][PRIMARY_METRIC] if chosen else None
 
     def as_dict(self) -> dict:
-        return {
-            "mode": self.mode,
-            "bm25_weight": self.bm25_weight,
-            "queries": self.queries,
-            "kind": self.kind,
-            "source": self.source,
-            "why": self.why,
-            "rows": self.rows,
-        }
+        return {"mode": self.mode, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> FusionChoice:
         data = data or {}
-        return cls(**{k: data[k] for k in ("bm25_weight", "queries", "kind", "source", "why", "rows") if k in data})
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 def choose_weight(rows: list[dict], queries: int, kind: str, source: str) -> FusionChoice:
