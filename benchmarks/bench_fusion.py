@@ -26,7 +26,7 @@ from ragtune.retrieval.embeddings import encode, encode_corpus_cached
 from ragtune.retrieval.fusion import WEIGHTS, choose_weight, mode_name, weight_evidence
 from ragtune.retrieval.metrics import PRIMARY_METRIC
 from ragtune.retrieval.models import load_model, model_fingerprint, resolve_model
-from ragtune.zero_label.teacher import evidence_documents, evidence_queries
+from ragtune.zero_label.teachers.fusion import evidence_documents, evidence_queries
 
 
 def real_evidence(dataset, count: int, seed: int) -> tuple[dict, str]:

@@ -29,6 +29,7 @@ from ragtune.config import DataConfig, SyntheticConfig
 from ragtune.zero_label import synthetic
 from ragtune.zero_label.sentences import query_spans, sentence_spans
 from ragtune.zero_label.synthetic import SyntheticSpec
+from ragtune.zero_label.text import split_title
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from real_text import TRANSFORMS, corpus_frame, long_rows, read_corpus, variant, yield_shares  # noqa: E402
@@ -74,7 +75,7 @@ def sentence_share(frame: pd.DataFrame, ids: list[str]) -> float:
     s, wanted, found = SyntheticConfig(), set(ids), 0
     for pid, title, document in zip(frame["id"], frame["title"], frame["document"]):
         if pid in wanted:
-            body = synthetic.split_title(document, title)[1]
+            body = split_title(document, title)[1]
             found += query_spans(body, SyntheticSpec.min_query_words, s.max_query_words) == sentence_spans(body)
     return found / len(wanted)
 

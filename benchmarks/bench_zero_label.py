@@ -27,15 +27,13 @@ from ragtune.negatives.mining import MiningParams, mine
 from ragtune.retrieval.embeddings import encode, encode_corpus_cached
 from ragtune.retrieval.metrics import dense_rankings, retrieval_metrics
 from ragtune.retrieval.models import load_model, model_fingerprint, resolve_model
-from ragtune.zero_label.pipeline import TeacherCheck
+from ragtune.zero_label.pipeline import TeacherCheck, flag_false_negatives, margin_labels
 from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries
-from ragtune.zero_label.teacher import (
+from ragtune.zero_label.teachers.fusion import (
     FusionTeacher,
     choose_teacher,
     evidence_documents,
     evidence_queries,
-    flag_false_negatives,
-    margin_labels,
 )
 
 MODEL = "all-MiniLM-L6-v2"

@@ -228,9 +228,27 @@ CASES = {
     ),
     "prepare-llm-no-model": (
         "prepare",
-        good_data,
+        long_enough,
         ["--data", "{input}", "--generator", "llm", "--llm-endpoint", "http://127.0.0.1:9/v1"],
-        "synthetic.llm_endpoint and synthetic.llm_model must be set",
+        "synthetic.llm_endpoint and synthetic.llm_model: set them",
+    ),
+    "prepare-generator-unknown": (
+        "prepare",
+        long_enough,
+        ["--data", "{input}", "--generator", "ict", "--generator", "oracle"],
+        "synthetic.generators: unknown or empty ['oracle']; choose from ict, crop, terms, llm",
+    ),
+    "prepare-teacher-unknown": (
+        "prepare",
+        long_enough,
+        ["--data", "{input}", "--teacher", "oracle"],
+        "synthetic.teacher 'oracle': choose fusion, cross-encoder, none",
+    ),
+    "prepare-cross-encoder-unset": (
+        "prepare",
+        long_enough,
+        ["--data", "{input}", "--teacher", "cross-encoder"],
+        "synthetic.cross_encoder: set a local cross-encoder directory",
     ),
     "prepare-eval-fraction": (
         "prepare",

@@ -47,7 +47,6 @@ def test_written_config_reloads_identically(tmp_path):
         ("train:\n  wise_alphas: [0.5, 1]\n", "train.wise_alphas must be numbers in \\(0, 1\\)"),
         ("train:\n  wise_prefer: true\n", "train.wise_prefer must be set together with train.wise_alphas"),
         ("- a\n- b\n", "expected a mapping of sections"),
-        ("synthetic:\n  generators: [ict, llm]\n", "synthetic.llm_endpoint and synthetic.llm_model must be set"),
         ("synthetic:\n  llm_prompt: no placeholder\n", "synthetic.llm_prompt must be a template containing"),
     ],
 )

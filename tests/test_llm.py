@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ragtune.errors import UserError
-from ragtune.zero_label.llm import AnswerCache, LLMSpec, cache_key, clean, write_queries
-from ragtune.zero_label.synthetic import content_words
+from ragtune.zero_label.generators.llm import AnswerCache, LLMSpec, cache_key, clean, write_queries
+from ragtune.zero_label.text import content_words
 
 PROMPT = "Write a question about: {passage}"
 

@@ -11,16 +11,12 @@ import pandas as pd
 import pytest
 from real_text import TRANSFORMS, corpus_frame, long_rows, read_corpus, transform, variant, yield_shares
 
+from ragtune.config import SyntheticConfig
 from ragtune.errors import UserError
+from ragtune.zero_label.generators.llm import AnswerCache, LLMSpec, cache_key
 from ragtune.zero_label.sentences import query_spans, sentence_spans
-from ragtune.zero_label.synthetic import (
-    SyntheticSpec,
-    content_words,
-    generate_queries,
-    normalise,
-    shares,
-    split_title,
-)
+from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries
+from ragtune.zero_label.text import content_words, normalise, split_title
 
 WORDS = (
     "protein kinase receptor mutation tumour insulin neuron cortex enzyme antibody vaccine pathway membrane "
@@ -69,7 +65,7 @@ def test_a_passage_keeps_its_queries_when_other_passages_are_added():
 def test_per_generator_counts_and_queries_per_passage():
     spec = SyntheticSpec(queries_per_passage=10)
     queries, audit = generate_queries(random_corpus(20, sentences=8), spec)
-    assert shares(10, ("ict", "crop", "terms")) == {"ict": 4, "crop": 3, "terms": 3}
+    assert [spec.share(g) for g in ("ict", "crop", "terms")] == [4, 3, 3]
     assert audit.kept == queries["generator"].value_counts().to_dict()
     assert audit.kept == {"ict": 80, "crop": 60, "terms": 60}
     assert queries.groupby("passage_id").size().max() == 10
@@ -177,7 +173,8 @@ def test_short_and_empty_passages_are_skipped_and_counted():
     assert nothing.empty and audit.kept == {"ict": 0, "crop": 0, "terms": 0}
 
 
-def test_llm_queries_pass_the_same_filters_and_are_counted():
+def test_llm_queries_pass_the_same_filters_and_are_counted(tmp_path):
+    """The llm generator's answers come from its on-disk cache here: the endpoint is never asked."""
     rng = random.Random(9)
     frame = random_corpus(3, seed=9)
     long_query = " ".join(rng.choice(WORDS) for _ in range(50))
@@ -186,8 +183,15 @@ def test_llm_queries_pass_the_same_filters_and_are_counted():
         "d1": ["Study 1", "Shared question?"],
         "d2": ["Shared question?"],
     }
-    spec = SyntheticSpec(generators=("ict", "llm"), queries_per_passage=6)
-    queries, audit = generate_queries(frame, spec, written)
+    options = SyntheticConfig(generators=["ict", "llm"], llm_endpoint="http://127.0.0.1:9/v1", llm_model="m")
+    spec = SyntheticSpec(generators=("ict", "llm"), queries_per_passage=6, options=options, cache_dir=tmp_path)
+    asked = LLMSpec(options.llm_endpoint, "m", options.llm_prompt, spec.share("llm"))
+    cache = AnswerCache(tmp_path / "llm" / "m.jsonl")
+    for pid, document in zip(frame["id"], frame["document"]):
+        for sample in range(asked.queries_per_passage):
+            answers = written.get(pid, [])
+            cache.add(cache_key(asked, document, sample), answers[sample] if sample < len(answers) else "")
+    queries, audit = generate_queries(frame, spec)
     llm = queries[queries["generator"] == "llm"]
     assert llm["query"].tolist() == ["Which kinase binds insulin?", " ".join(long_query.split()[:32])]
     assert set(llm["positive"]) == {frame["document"][0]}  # the whole passage is the positive

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 
 from ragtune.errors import UserError
-from ragtune.zero_label.teacher import (
-    CrossEncoderTeacher,
+from ragtune.zero_label.pipeline import flag_false_negatives
+from ragtune.zero_label.teachers.cross_encoder import CrossEncoderTeacher
+from ragtune.zero_label.teachers.fusion import (
     FusionTeacher,
     choose_teacher,
     evidence_documents,
     evidence_queries,
-    flag_false_negatives,
     source_metrics,
     tie_averaged_rank,
 )
@@ -96,6 +96,18 @@ def test_teacher_scores_agree_with_its_corpus_ranking():
         queries, query_emb, [DOCUMENTS[:2]] * 2, np.stack([corpus_emb[:2]] * 2)
     )
     np.testing.assert_allclose(dense, query_emb @ corpus_emb[:2].T, rtol=1e-6)
+
+
+def test_a_record_names_its_teacher_and_older_records_still_build():
+    """summary.json records `kind`; records written before it name the teacher by their fields."""
+    from ragtune.zero_label.teachers import TEACHERS, build_teacher, kind_of, label
+
+    corpus = unit(np.random.default_rng(0).normal(size=(len(DOCUMENTS), 8)))
+    assert kind_of({"bm25_weight": 0.3}) == "fusion" and kind_of({"cross_encoder": "ce"}) == "cross-encoder"
+    assert kind_of({"kind": "fusion", "bm25_weight": 0.3}) == "fusion" and set(TEACHERS) == {"fusion", "cross-encoder"}
+    teacher = build_teacher({"bm25_weight": 0.3}, DOCUMENTS, corpus, "cpu", 8)
+    assert isinstance(teacher, FusionTeacher) and teacher.bm25_weight == 0.3
+    assert label({"bm25_weight": 0.0}, "base") == "teacher: dense over base"
 
 
 def test_flag_false_negatives_at_or_above_the_positive():
@@ -196,7 +208,11 @@ def test_prepare_and_evaluate_with_a_cross_encoder_teacher(cross_encoder_dir, tm
     )
     api.prepare(config)
     summary = json.loads((prepared / "summary.json").read_text())
-    assert summary["teacher"] == {"name": f"cross-encoder {cross_encoder_dir}", "cross_encoder": str(cross_encoder_dir)}
+    assert summary["teacher"] == {
+        "kind": "cross-encoder",
+        "name": f"cross-encoder {cross_encoder_dir}",
+        "cross_encoder": str(cross_encoder_dir),
+    }
     samples = pd.read_parquet(prepared / "train.parquet")
     hard = samples[samples["kind"] == "hard_negative"]
     assert len(hard) and (hard["label"] > 0).all() and (hard["label"] < 1).all()  # sigmoid margins, vetoed >= 0

@@ -11,7 +11,7 @@ from ragtune import config as cfg
 from ragtune.errors import UserError
 from ragtune.io.data import Dataset, document_text
 from ragtune.zero_label.pipeline import MAX_TITLE_PASSAGES, TeacherCheck, synthetic_dataset, title_queries
-from ragtune.zero_label.teacher import FusionTeacher
+from ragtune.zero_label.teachers.fusion import FusionTeacher
 
 SENTENCES = [
     "Vitamin D supplements reduce the risk of hip fractures in older adults.",

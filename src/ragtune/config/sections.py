@@ -216,7 +216,5 @@ class Config:
 BACKENDS = ("kubernetes", "local")
 SERVING_MODES = ("recorded", "dense", "hybrid")
 DEVICES = r"auto|cpu|mps|cuda(:\d+)?"
-TEACHERS = ("fusion", "cross-encoder", "none")
-GENERATORS = ("ict", "crop", "terms", "llm")  # ragtune.synthetic implements them; llm.py fetches llm's queries
 
 SECTIONS: dict[str, type] = {name: kind for name, kind in typing.get_type_hints(Config).items()}

@@ -14,23 +14,22 @@ from ragtune.io.data import Dataset, evaluation_qrels
 from ragtune.io.runinfo import RunMetrics
 from ragtune.retrieval.bm25 import Bm25
 from ragtune.retrieval.embeddings import encode, encode_corpus_cached
-from ragtune.retrieval.fusion import RRF_K, FusionChoice, bm25_rankings, hybrid_rankings, mode_name, rrf
+from ragtune.retrieval.fusion import RRF_K, FusionChoice, bm25_rankings, hybrid_rankings, rrf
 from ragtune.retrieval.metrics import CUTOFF, Rankings, dense_rankings, retrieval_metrics
 from ragtune.retrieval.models import load_model, model_fingerprint, resolve_model
-from ragtune.zero_label.teacher import RERANK_DEPTH, CrossEncoderTeacher, build_teacher
+from ragtune.zero_label import teachers
 
 
 def teacher_of(prepared_dir: str) -> dict:
-    """The zero-label teacher `prepare` used: {"bm25_weight": w} (fusion) or {"cross_encoder": path}."""
+    """The zero-label teacher `prepare` used, as its summary.json records it."""
     import json
 
     summary = Path(prepared_dir) / "summary.json"
     try:
         teacher = json.loads(summary.read_text(encoding="utf-8"))["teacher"]
-        if "cross_encoder" in teacher:
-            return {"cross_encoder": str(teacher["cross_encoder"])}
-        return {"bm25_weight": float(teacher["bm25_weight"])}
-    except (OSError, ValueError, KeyError, TypeError):
+        teachers.label(teacher, "")  # a record of a known teacher with its fields
+        return teacher
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise UserError(
             f"--baseline teacher: {summary} names no teacher; pass --teacher-of a directory `ragtune prepare` "
             "made from passages only"
@@ -52,9 +51,6 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
     if unknown:
         raise UserError(f"--baseline {unknown[0]}: unknown baseline; use bm25, teacher or none")
     teacher = teacher_of(e.teacher_of) if "teacher" in e.baselines else None
-    cross_encoder = None
-    if teacher and "cross_encoder" in teacher:
-        cross_encoder = CrossEncoderTeacher.load_model(teacher["cross_encoder"], model.device)
     models = [] if e.via_feast else e.models or [model.name]
     model_paths = {name: resolve_model(name) for name in models}  # fail before any slow work
     bm25 = Bm25(documents)
@@ -69,10 +65,10 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
         corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
         query_emb = encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")
         if index == 0 and teacher is not None:
-            ranker = build_teacher(teacher, cross_encoder, documents, corpus_emb, model.encode_batch_size)
+            ranker = teachers.build_teacher(teacher, documents, corpus_emb, model.device, model.encode_batch_size)
             ranked = ranker.rank_corpus(query_texts, query_emb, CUTOFF)
             rankings = {q: [(doc_ids[r], s) for r, s in hits] for q, hits in zip(query_ids, ranked)}
-            results[teacher_label(teacher, name)] = retrieval_metrics(rankings, qrels)
+            results[teachers.label(teacher, name)] = retrieval_metrics(rankings, qrels)
         dense = dense_rankings(query_emb, corpus_emb, query_ids, doc_ids)
         results[name] = retrieval_metrics(dense, qrels)
         fusion = FusionChoice.from_dict(getattr(RunMetrics.of_model(model_paths[name]), "fusion", None))
@@ -83,10 +79,3 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
     if models and "bm25" in e.baselines:
         results[f"{models[-1]} RRF with bm25 (k={RRF_K}, reference)"] = retrieval_metrics(rrf(dense, lexical), qrels)
     return results
-
-
-def teacher_label(teacher: dict, name: str) -> str:
-    """The teacher row's name: what ranks, over which model (the base)."""
-    if "cross_encoder" in teacher:
-        return f"teacher: cross-encoder reranking {name}'s top {RERANK_DEPTH}"
-    return f"teacher: {mode_name(teacher['bm25_weight'])} over {name}"

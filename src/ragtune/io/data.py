@@ -177,6 +177,11 @@ def load_passages(path: Path, max_chars: int) -> Dataset:
     return Dataset("passages", corpus, queries, {"train": train})
 
 
+# Passages file readers by file ending; a BEIR directory is read by load_beir. A new input format is one
+# reader (a module of io/ returning a Dataset) and one line here.
+READERS = {".parquet": load_passages, ".jsonl": load_passages, ".jsonl.gz": load_passages}
+
+
 def load_dataset(path: str | Path, max_chars: int = 20000, zero_label: bool = False) -> Dataset:
     """Dispatch on what the path is: a BEIR directory (with `zero_label`, its passages alone) or a passages file."""
     path = Path(path)
@@ -184,9 +189,10 @@ def load_dataset(path: str | Path, max_chars: int = 20000, zero_label: bool = Fa
         raise UserError(f"{path}: not found; pass a BEIR directory or a passages .parquet/.jsonl file to --data")
     if path.is_dir():
         return load_beir(path, max_chars, zero_label)
-    if path.suffix in {".parquet", ".jsonl"} or path.name.endswith(".jsonl.gz"):
-        return load_passages(path, max_chars)
-    raise UserError(f"{path}: unknown input; expected a BEIR directory or a .parquet/.jsonl passages file")
+    for ending, reader in READERS.items():
+        if path.name.endswith(ending):
+            return reader(path, max_chars)
+    raise UserError(f"{path}: unknown input; expected a BEIR directory or a passages file ({', '.join(READERS)})")
 
 
 def load_corpus(path: str, max_chars: int) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from ragtune.negatives.mining import MiningAudit, MiningParams, mine
 from ragtune.retrieval.embeddings import encode, encode_corpus_cached
 from ragtune.retrieval.models import cache_dir, load_model, model_fingerprint, resolve_model
 from ragtune.zero_label import pipeline as zero_label
-from ragtune.zero_label.teacher import build_teacher
+from ragtune.zero_label import teachers
 
 
 @dataclass
@@ -51,7 +51,6 @@ def mine_negatives(
     dataset: Dataset,
     p: Pairs,
     made,
-    cross_encoder,
     model: ModelConfig,
     mining: MiningConfig,
     synthetic: SyntheticConfig,
@@ -60,7 +59,7 @@ def mine_negatives(
     wanted = mining.hard_negatives_per_query
     if wanted <= 0:
         return Mined([[] for _ in p.pairs], MiningAudit(pairs=len(p.pairs), pairs_without_negative=len(p.pairs)))
-    with_teacher = made is not None and synthetic.teacher != "none"
+    with_teacher = made is not None and synthetic.teacher != teachers.NO_TEACHER
     encoder = load_model(model.name, model.device, model.backend)
     key = model_fingerprint(resolve_model(model.name))
     documents = dataset.corpus["document"].tolist()
@@ -71,14 +70,9 @@ def mine_negatives(
     hard, audit = mine(query_emb, corpus_emb, p.pairs, p.positives, p.sources, MiningParams.of(mining, wanted + spare))
     mined = Mined(hard, audit)
     if with_teacher:
-        if cross_encoder is not None:
-            mined.teacher = {
-                "name": f"cross-encoder {synthetic.cross_encoder}",
-                "cross_encoder": synthetic.cross_encoder,
-            }
-        else:
-            mined.teacher = zero_label.choose(encoder, made, corpus_emb, model.encode_batch_size).as_dict()
-        teacher = build_teacher(mined.teacher, cross_encoder, documents, corpus_emb, model.encode_batch_size)
+        evidence = teachers.Evidence(encoder, dataset.corpus, made.evidence, corpus_emb, model.encode_batch_size)
+        mined.teacher = teachers.choose(synthetic, evidence)
+        teacher = teachers.build_teacher(mined.teacher, documents, corpus_emb, model.device, model.encode_batch_size)
         trained_positives = [made.positive_text.get(p.query_ids[q], documents[d]) for q, d in p.pairs]
         mined.check = zero_label.TeacherCheck.build(
             teacher,

@@ -19,7 +19,6 @@ from ragtune.negatives.mining import random_negatives
 from ragtune.prepare.negatives import Pairs, mine_negatives, teacher_margins
 from ragtune.retrieval.models import cache_dir
 from ragtune.zero_label import pipeline as zero_label
-from ragtune.zero_label.teacher import CrossEncoderTeacher
 
 SAMPLE_COLUMNS = [
     "training_sample_id",
@@ -190,9 +189,8 @@ def prepare(
     timestamp: datetime,
 ) -> Prepared:
     real = load_eval_data(data, dataset.corpus)
-    cross_encoder = None
-    if dataset.kind == "passages" and synthetic.generators and synthetic.teacher == "cross-encoder":
-        cross_encoder = CrossEncoderTeacher.load_model(synthetic.cross_encoder, model.device)  # before slow work
+    if dataset.kind == "passages" and synthetic.generators:
+        zero_label.check(synthetic)  # before slow work
     if dataset.kind == "passages" and not synthetic.generators and not dataset.queries:
         raise UserError(
             f"{data.path}: no passage has a title, and synthetic.generators is [] (titles as the only queries); "
@@ -205,7 +203,7 @@ def prepare(
     splits = split_queries(dataset, data.eval_fraction, data.seed, real, data.eval_split)
     corpus = dataset.corpus
     p = Pairs.of(corpus, splits.train)
-    mined = mine_negatives(dataset, p, made, cross_encoder, model, mining, synthetic)
+    mined = mine_negatives(dataset, p, made, model, mining, synthetic)
     rng = np.random.default_rng(data.seed)
     draws = random_negatives(p.pairs, p.positives, p.sources, mining.random_negative_ratio, rng)
     positive_text = made.positive_text if made else None

@@ -1,9 +1,9 @@
 """Passages in, training data out: what `prepare` does when the input has no real queries.
 
-Synthetic queries (synthetic.py) replace titles as the training queries; a held-out set of ICT
-queries, their sentence cut out of the source passage, never trains. Those held-out queries
-choose the teacher (teacher.py: how much BM25 to mix into the base model's cosine; or the user's
-cross-encoder) and, unless --eval-data brings real queries, measure each epoch, labelled synthetic.
+Synthetic queries (synthetic.py, generators/) train, real titles among them; a held-out set of ICT
+queries, their sentence cut out of the source passage, never trains. Those held-out queries choose
+the teacher's settings (teachers/fusion.py: how much BM25 to mix into the base model's cosine) and,
+unless --eval-data brings real queries, measure each epoch, labelled synthetic.
 The teacher then checks the mined negatives against each positive as it trains: a candidate it
 scores at or above the positive is a false negative. Its score differences label every remaining
 negative, and margin-mse (losses.py) trains on them, GPL-style.
@@ -11,7 +11,6 @@ negative, and margin-mse (losses.py) trains on them, GPL-style.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,19 +21,14 @@ import pandas as pd
 from ragtune.config import SyntheticConfig
 from ragtune.errors import UserError
 from ragtune.io.data import Dataset
-from ragtune.io.outputs import default_cache_dir
 from ragtune.io.qrels import Qrels
 from ragtune.retrieval.metrics import DECIDING_QUERIES
-from ragtune.zero_label.llm import LLMSpec, write_queries
-from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries, shares, split_title
-from ragtune.zero_label.teacher import (
-    FusionTeacher,
-    choose_teacher,
-    evidence_documents,
-    evidence_queries,
-    flag_false_negatives,
-    margin_labels,
-)
+from ragtune.zero_label.generators import check_spec
+from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries
+from ragtune.zero_label.teachers import Teacher
+from ragtune.zero_label.teachers import check as check_teacher
+from ragtune.zero_label.teachers.fusion import evidence_queries
+from ragtune.zero_label.text import split_title
 
 TEACHER_SPARE = 2  # extra candidates mined per pair, for the teacher to veto
 SCORE_CHUNK = 4096  # pairs scored at once: bounds the (pairs, candidates, dim) embeddings in memory
@@ -47,25 +41,6 @@ class SyntheticInput:
     positive_text: dict[str, str]  # query id -> its positive as it trains or is judged (ICT cuts the sentence out)
     evidence: pd.DataFrame
     audit: dict
-
-
-def llm_queries(training: pd.DataFrame, s: SyntheticConfig, share: int, cache_dir: Path | None) -> dict[str, list[str]]:
-    """The llm generator's queries for the training passages long enough to make one from."""
-    spec = LLMSpec(
-        endpoint=s.llm_endpoint,
-        model=s.llm_model,
-        prompt=s.llm_prompt,
-        queries_per_passage=share,
-        concurrency=s.llm_concurrency,
-        retries=s.llm_retries,
-    )
-    passages = {
-        pid: document
-        for pid, title, document in zip(training["id"], training["title"], training["document"])
-        if len(split_title(document, title)[1].split()) >= SyntheticSpec.min_passage_words  # generate_queries' rule
-    }
-    slug = re.sub(r"[^\w.-]+", "_", s.llm_model)[:80]
-    return write_queries(passages, spec, (cache_dir or default_cache_dir()) / "llm" / f"{slug}.jsonl")
 
 
 def title_queries(training: pd.DataFrame) -> tuple[dict[str, str], Qrels, dict[str, str]]:
@@ -108,23 +83,33 @@ def held_out_evidence(corpus: pd.DataFrame, wanted: int, seed: int) -> pd.DataFr
     return evidence
 
 
+def spec_of(s: SyntheticConfig, seed: int, cache_dir: Path | None = None) -> SyntheticSpec:
+    """The generators' options from the `synthetic:` section."""
+    return SyntheticSpec(
+        generators=tuple(s.generators),
+        queries_per_passage=s.queries_per_passage,
+        max_query_words=s.max_query_words,
+        ict_remove_probability=s.ict_remove_probability,
+        seed=seed,
+        options=s,
+        cache_dir=cache_dir,
+    )
+
+
+def check(s: SyntheticConfig) -> None:
+    """Known generators and teacher with settings that hold: one line, before any slow work."""
+    if s.generators:
+        check_spec(spec_of(s, 0))
+    check_teacher(s)
+
+
 def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int, cache_dir: Path | None = None) -> SyntheticInput:
     corpus = dataset.corpus
     evidence = held_out_evidence(corpus, s.evidence_queries, seed)
     training = corpus[~corpus["id"].isin(set(evidence["passage_id"]))]
     if 0 < s.passages < len(training):
         training = training.sample(n=s.passages, random_state=seed).sort_index()
-    spec = SyntheticSpec(
-        generators=tuple(s.generators),
-        queries_per_passage=s.queries_per_passage,
-        max_query_words=s.max_query_words,
-        ict_remove_probability=s.ict_remove_probability,
-        seed=seed,
-    )
-    written = None
-    if "llm" in spec.generators:
-        written = llm_queries(training, s, shares(s.queries_per_passage, spec.generators)["llm"], cache_dir)
-    queries, audit = generate_queries(training, spec, written)
+    queries, audit = generate_queries(training, spec_of(s, seed, cache_dir))
     if queries.empty:
         raise UserError(
             "no passage is long enough to make a synthetic query from (16 words or more after its title); "
@@ -140,17 +125,18 @@ def synthetic_dataset(dataset: Dataset, s: SyntheticConfig, seed: int, cache_dir
     return SyntheticInput(synthetic, positives | title_positives, evidence, audit.as_dict() | {"titles": len(titles)})
 
 
-def choose(encoder, synthetic: SyntheticInput, corpus_embeddings: np.ndarray, batch_size: int):
-    """The teacher's BM25 weight from the held-out queries, ranked over the corpus with their sentences cut out."""
-    from ragtune.retrieval.embeddings import encode
+def flag_false_negatives(positive_scores: np.ndarray, candidate_scores: np.ndarray) -> np.ndarray:
+    """True where the teacher scores a candidate negative at or above the query's positive.
 
-    corpus = synthetic.dataset.corpus
-    documents, rows = evidence_documents(corpus["document"].tolist(), corpus["id"].tolist(), synthetic.evidence)
-    evidence_embeddings = corpus_embeddings.copy()
-    evidence_embeddings[rows] = encode(encoder, [documents[r] for r in rows], batch_size, "document")
-    queries = synthetic.evidence["query"].tolist()
-    query_embeddings = encode(encoder, queries, batch_size, "query")
-    return choose_teacher(queries, query_embeddings, rows, documents, evidence_embeddings)
+    positive_scores (n,), candidate_scores (n, k); NaN (padding) is never flagged. The mining guard
+    drops these and counts them as dropped_teacher_false_negative.
+    """
+    return np.asarray(candidate_scores) >= np.asarray(positive_scores)[:, None]
+
+
+def margin_labels(positive_scores: np.ndarray, negative_scores: np.ndarray) -> np.ndarray:
+    """MarginMSE labels: teacher(q, positive) - teacher(q, negative), on the student's cosine scale."""
+    return np.asarray(positive_scores) - np.asarray(negative_scores)
 
 
 @dataclass
@@ -158,7 +144,7 @@ class TeacherCheck:
     """The teacher's view of the training pairs, all with base-model embeddings: the queries, each pair's positive
     as it trains (ICT cuts its sentence out, so it is encoded anew) and the corpus its negatives come from."""
 
-    teacher: FusionTeacher
+    teacher: Teacher
     queries: list[str]
     query_embeddings: np.ndarray
     pairs: list[tuple[int, int]]  # (query row, positive corpus row)

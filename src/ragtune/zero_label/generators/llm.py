@@ -1,4 +1,5 @@
-"""Synthetic queries written by an LLM behind any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp, hosted APIs).
+"""`llm`: synthetic queries written by an LLM behind any OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp,
+hosted APIs); they pass the same filters as the other generators' queries.
 
 One chat completion per query; a passage's samples differ by their seed. Every answer is appended to an
 on-disk cache keyed by model + prompt + passage + sample as soon as it arrives, so a killed generation
@@ -23,6 +24,9 @@ from tqdm.auto import tqdm
 
 from ragtune import console
 from ragtune.errors import UserError
+from ragtune.io.outputs import default_cache_dir
+from ragtune.zero_label.generators.spec import Generator, Passage, SyntheticSpec
+from ragtune.zero_label.text import cap_words
 
 PROMPT_PASSAGE_WORDS = 200  # longer passages are cut for the prompt: the start says what a passage is about
 API_KEY_ENV = "OPENAI_API_KEY"  # the key is read from this variable, never from the config
@@ -153,3 +157,31 @@ def write_queries(
         if query:
             written[pid].append(query)
     return written
+
+
+class Llm(Generator):
+    """Fetches every training passage's queries once (cached on disk), then hands them out per passage."""
+
+    span = False  # an LLM's query is kept at any length
+
+    @staticmethod
+    def check(spec: SyntheticSpec) -> None:
+        s = spec.options
+        if s is None or not (s.llm_endpoint and s.llm_model):
+            raise UserError(
+                "synthetic.llm_endpoint and synthetic.llm_model: set them (an OpenAI-compatible API base URL and "
+                "the model it serves) to use the llm generator"
+            )
+
+    def __init__(self, passages: list[Passage], spec: SyntheticSpec):
+        super().__init__(passages, spec)
+        s = spec.options
+        self.max_words = spec.max_query_words
+        llm = LLMSpec(s.llm_endpoint, s.llm_model, s.llm_prompt, spec.share("llm"), s.llm_concurrency, s.llm_retries)
+        slug = re.sub(r"[^\w.-]+", "_", s.llm_model)[:80]
+        cache = (spec.cache_dir or default_cache_dir()) / "llm" / f"{slug}.jsonl"
+        long_enough = {p.id: p.document for p in passages if len(p.body.split()) >= spec.min_passage_words}
+        self.written = write_queries(long_enough, llm, cache)
+
+    def candidates(self, passage: Passage, rng, count: int):
+        return ((cap_words(q, self.max_words), passage.document, False) for q in self.written.get(passage.id, []))

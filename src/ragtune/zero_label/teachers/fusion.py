@@ -1,4 +1,4 @@
-"""A teacher for zero-label training (GPL-style pseudo-labels) that needs no download.
+"""`fusion`: the teacher for zero-label training (GPL-style pseudo-labels) that needs no download.
 
 The teacher fuses the base model's cosine with BM25. A fixed fusion is no safe teacher: equal-
 weight RRF beat both parts on SciFact and fell far below the base model where BM25 is weak. So the
@@ -15,18 +15,16 @@ same thing, which is what real queries ask of a retriever. The evidence is still
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ragtune.errors import UserError
+from ragtune.config import SyntheticConfig
 from ragtune.retrieval.bm25 import Bm25
 from ragtune.retrieval.fusion import QUERY_CHUNK, WEIGHTS, fuse, fused_top, mode_name
 from ragtune.retrieval.metrics import PRIMARY_METRIC
 from ragtune.zero_label.synthetic import SyntheticSpec, generate_queries
-
-RERANK_DEPTH = 100  # the cross-encoder teacher as a retriever reranks this many of the base model's hits
+from ragtune.zero_label.teachers.protocol import Evidence
 
 
 def tie_averaged_rank(scores: np.ndarray, row: int) -> float:
@@ -117,6 +115,31 @@ def choose_teacher(
 class FusionTeacher:
     """Teacher scores on the student's cosine scale: `retrieval.fusion.fuse` of the base cosine and BM25."""
 
+    @staticmethod
+    def check(settings: SyntheticConfig) -> None:
+        """Nothing to check: the fusion teacher needs only the base model and the corpus."""
+
+    @staticmethod
+    def choose(settings: SyntheticConfig, evidence: Evidence) -> dict:
+        """The BM25 weight from the held-out queries, ranked over the corpus with their sentences cut out."""
+        from ragtune.retrieval.embeddings import encode
+
+        corpus, batch = evidence.corpus, evidence.batch_size
+        documents, rows = evidence_documents(corpus["document"].tolist(), corpus["id"].tolist(), evidence.queries)
+        evidence_embeddings = evidence.corpus_embeddings.copy()
+        evidence_embeddings[rows] = encode(evidence.encoder, [documents[r] for r in rows], batch, "document")
+        queries = evidence.queries["query"].tolist()
+        query_embeddings = encode(evidence.encoder, queries, batch, "query")
+        return choose_teacher(queries, query_embeddings, rows, documents, evidence_embeddings).as_dict()
+
+    @classmethod
+    def from_record(cls, record: dict, documents, corpus_embeddings, device: str, batch_size: int) -> FusionTeacher:
+        return cls(documents, corpus_embeddings, float(record["bm25_weight"]))
+
+    @staticmethod
+    def label(record: dict, model_name: str) -> str:
+        return f"teacher: {mode_name(float(record['bm25_weight']))} over {model_name}"
+
     def __init__(self, documents: list[str], corpus_embeddings: np.ndarray, bm25_weight: float):
         self.bm25_weight = bm25_weight
         self.corpus_embeddings = corpus_embeddings
@@ -159,87 +182,3 @@ class FusionTeacher:
                 lexical = self.bm25.corpus_scores(queries[start + offset]) if self.bm25 is not None else None
                 ranked.append(fused_top(cosine, lexical, self.bm25_weight, k))
         return ranked
-
-
-class CrossEncoderTeacher:
-    """A local cross-encoder reads query and passage together: the stronger teacher when the user has one.
-
-    Scores are its sigmoid, in [0, 1] like the student's cosine of related texts, so their differences
-    serve as MarginMSE labels. As a retriever (the baseline row) it reranks the base model's top 100.
-    """
-
-    def __init__(self, model, documents: list[str], corpus_embeddings: np.ndarray, batch_size: int = 64):
-        self.model, self.documents, self.corpus_embeddings = model, documents, corpus_embeddings
-        self.batch_size = batch_size
-
-    @staticmethod
-    def load_model(path: str, device: str):
-        """The CrossEncoder at `path`, or one line saying why that directory is not one."""
-        import json
-
-        import torch
-        from sentence_transformers import CrossEncoder
-
-        from ragtune.retrieval.models import pick_device
-
-        where = f"synthetic.cross_encoder {path}"
-        config = Path(path) / "config.json"
-        try:
-            architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
-        except (OSError, ValueError):
-            raise UserError(f"{where}: no readable config.json; pass a local cross-encoder directory") from None
-        if not any(name.endswith("ForSequenceClassification") for name in architectures):
-            raise UserError(
-                f"{where}: config.json names {architectures or 'no architecture'}, not a sequence classifier; "
-                "pass a cross-encoder (e.g. one saved with sentence_transformers.CrossEncoder.save_pretrained)"
-            )
-        try:
-            model = CrossEncoder(
-                path, device=pick_device(device), local_files_only=True, activation_fn=torch.nn.Sigmoid()
-            )
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{where}: cannot load it as a cross-encoder ({exc})") from None
-        if model.num_labels != 1:
-            raise UserError(f"{where}: {model.num_labels} output labels; a relevance cross-encoder has one")
-        return model
-
-    def score(self, queries: list[str], query_embeddings, passages: list[list[str]], passage_embeddings) -> np.ndarray:
-        """(queries, k) scores of k passages per query; empty passages (padding) are not scored."""
-        pairs = [(q, p) for q, row in zip(queries, passages) for p in row if p]
-        flat = iter(self.model.predict(pairs, batch_size=self.batch_size, show_progress_bar=False) if pairs else [])
-        return np.array([[float(next(flat)) if p else np.nan for p in row] for row in passages], dtype=np.float64)
-
-    def rank_corpus(self, queries: list[str], query_embeddings: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        """The base model's top RERANK_DEPTH per query, reordered by the cross-encoder; its top k."""
-        ranked = []
-        for start in range(0, len(queries), QUERY_CHUNK):
-            cosines = query_embeddings[start : start + QUERY_CHUNK] @ self.corpus_embeddings.T
-            tops = np.argsort(-cosines, axis=1, kind="stable")[:, :RERANK_DEPTH]
-            chunk = queries[start : start + QUERY_CHUNK]
-            scores = self.score(chunk, None, [[self.documents[r] for r in top] for top in tops], None)
-            for top, row in zip(tops, scores):
-                order = np.argsort(-row, kind="stable")[:k]
-                ranked.append([(int(top[i]), float(row[i])) for i in order])
-        return ranked
-
-
-def flag_false_negatives(positive_scores: np.ndarray, candidate_scores: np.ndarray) -> np.ndarray:
-    """True where the teacher scores a candidate negative at or above the query's positive.
-
-    positive_scores (n,), candidate_scores (n, k); NaN (padding) is never flagged. The mining guard
-    drops these and counts them as dropped_teacher_false_negative.
-    """
-    return np.asarray(candidate_scores) >= np.asarray(positive_scores)[:, None]
-
-
-def margin_labels(positive_scores: np.ndarray, negative_scores: np.ndarray) -> np.ndarray:
-    """MarginMSE labels: teacher(q, positive) - teacher(q, negative), on the student's cosine scale."""
-    return np.asarray(positive_scores) - np.asarray(negative_scores)
-
-
-def build_teacher(spec: dict, cross_encoder, documents: list[str], corpus_embeddings: np.ndarray, batch_size: int):
-    """The one place a teacher is built, in prepare and in evaluate alike: the loaded cross-encoder when
-    there is one, else the fusion of the base model and BM25 at the weight `spec` (summary.json) records."""
-    if cross_encoder is not None:
-        return CrossEncoderTeacher(cross_encoder, documents, corpus_embeddings, batch_size)
-    return FusionTeacher(documents, corpus_embeddings, spec["bm25_weight"])
