@@ -59,8 +59,7 @@ def prepare(config: cfg.Config, overwrite: bool = False, config_file: Path | Non
         prepared.summary["passages_from"] = f"feast {d.from_feast} ({view})"
     with atomic_dir(output, overwrite, "prepared data") as tmp:
         prepared.write(tmp, cfg.to_yaml(config))
-    print(f"prepared {output}: {json.dumps(prepared.summary)}")
-    print(f"mining audit: {json.dumps(prepared.audit)}")
+    print(prepared.describe(output))
     return output
 
 

@@ -48,6 +48,33 @@ class Prepared:
         (directory / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n", encoding="utf-8")
         (directory / "config.yaml").write_text(config_yaml, encoding="utf-8")
 
+    def describe(self, directory: Path) -> str:
+        """A few lines a person reads after `prepare`; the full record stays in summary.json and audit.json."""
+        s, a = self.summary, self.audit
+        without = a.get("pairs_without_negative", 0)
+        lines = [
+            f"prepared {directory}: {s['train_queries']:,} training queries ({s['input_kind']}), "
+            f"{s['train_pairs']:,} pairs, {a.get('selected', 0):,} hard negatives ({without:,} pairs without one); "
+            f"{s['eval_queries']:,} {held_out_label(s['eval_kind'])} queries ({s['eval_source']})"
+        ]
+        if "synthetic" in s:
+            made = s["synthetic"]
+            kept = ", ".join(f"{name} {count:,}" for name, count in made["kept"].items())
+            lines.append(
+                f"  synthetic queries from {made['passages_used']:,} of {made['passages']:,} passages: {kept}"
+                + (f", titles {made['titles']:,}" if made.get("titles") else "")
+            )
+        if "teacher" in s:
+            lines.append(f"  teacher: {s['teacher']['name']}")
+        dropped = ", ".join(
+            f"{count:,} {rule.removeprefix('dropped_').replace('_', ' ')}"
+            for rule, count in a.items()
+            if rule.startswith("dropped_") and count
+        )
+        lines.append(f"  mining: {a.get('candidates_seen', 0):,} candidates seen, dropped {dropped or 'none'}")
+        lines.append(f"  details: {directory / 'summary.json'}, {directory / 'audit.json'}")
+        return "\n".join(lines)
+
 
 def held_out_label(kind: str) -> str:
     """How every output names the held-out metric: synthetic queries are never passed off as real ones."""

@@ -60,11 +60,7 @@ def split_queries(
     if "dev" in dataset.qrels:
         held_out = dataset.positives("dev")
         train = {qid: docs for qid, docs in train.items() if qid not in held_out}
-        source = (
-            "dev"
-            if kind == "real"
-            else f"{len(held_out)} held-out synthetic queries (ict, the sentence cut out of its passage)"
-        )
+        source = "dev" if kind == "real" else "ict sentences, each cut out of its passage"
         return Splits(train, held_out, source, kind)
     query_ids = sorted(train)
     n_eval = max(1, int(round(eval_fraction * len(query_ids))))  # best-model choice needs held-out queries

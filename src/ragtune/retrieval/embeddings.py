@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ragtune import console
 from ragtune.io.outputs import atomic_path, default_cache_dir
@@ -40,7 +39,7 @@ def encode(
         fast = onnx_encoder(model)  # small encodes stay in PyTorch: an export costs seconds
     order = np.argsort([-len(text) for text in texts], kind="stable")
     hidden = len(texts) < ENCODE_CHUNK or not progress or not console.bars()
-    with tqdm(total=len(texts), desc=desc, unit="text", disable=hidden) as bar:
+    with console.progress(len(texts), desc, "text", hidden=hidden) as bar:
         for start in range(0, len(texts), ENCODE_CHUNK):
             rows = order[start : start + ENCODE_CHUNK]
             chunk = [texts[i] for i in rows]

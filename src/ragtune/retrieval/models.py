@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ragtune import console
 from ragtune.errors import UserError
 
 BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
@@ -48,13 +49,15 @@ def pick_device(device: str) -> str:
 
 def load_model(name: str, device: str = "auto", backend: str = "torch"):
     """Load a SentenceTransformer from local files only; `backend` onnx runs its large encodes in onnxruntime."""
-    import transformers
-    from sentence_transformers import SentenceTransformer
+    with console.waiting(f"loading the model {name}"):
+        import transformers
+        from sentence_transformers import SentenceTransformer
 
     transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars on every load
     path, device = resolve_model(name), pick_device(device)
     try:
-        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        with console.waiting(f"loading the model {name}"):
+            model = SentenceTransformer(str(path), device=device, local_files_only=True)
     except Exception as exc:  # transformers raises many types for a directory it cannot read
         raise UserError(
             f"model '{name}': {path} could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from ragtune import console
 from ragtune.errors import UserError
 from ragtune.io.data import document_text
 from ragtune.io.runinfo import RunMetrics
@@ -180,7 +180,7 @@ def index(directory: Path, corpus: pd.DataFrame, model_config, timestamp: dateti
     }
     view = passages_view(name, source, dim, {**tags, TAG + "state": "building"})
     store.apply([passage_entity(), view])
-    with tqdm(total=len(rows), desc=f"write {name}", unit="passage") as bar:
+    with console.progress(len(rows), f"write {name}", "passage") as bar:
         for start in range(0, len(rows), WRITE_CHUNK):
             chunk = rows.iloc[start : start + WRITE_CHUNK]
             store.write_to_online_store(name, chunk)

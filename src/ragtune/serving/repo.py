@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from ragtune import console
 from ragtune.errors import UserError
 
 ENTITY = "passage_id"
@@ -83,7 +84,8 @@ def init_repo(directory: Path, embedding_dim: int, online_path: str, overwrite: 
 def open_store(directory: Path):
     directory = check_repo(directory)
     try:
-        store = feature_store(directory)
+        with console.waiting("loading Feast"):
+            store = feature_store(directory)
     except Exception as exc:  # pydantic and yaml raise several types for a broken config
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = ": ".join(lines[1:3]) or type(exc).__name__  # the field and what is wrong with it
@@ -102,7 +104,8 @@ def connect_online(store, directory: Path) -> None:
     if not hasattr(online, "_connect"):
         return
     try:
-        online._connect(store.config)
+        with console.waiting("starting the online store (Milvus Lite starts a local server, ~10 s)"):
+            online._connect(store.config)
     except Exception as exc:  # pymilvus raises MilvusException, grpc errors underneath
         raise UserError(
             f"{directory / 'feature_store.yaml'}: the online store did not answer ({type(exc).__name__}: "

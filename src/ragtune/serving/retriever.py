@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from ragtune import console
 from ragtune.errors import UserError
 from ragtune.io.data import Dataset
 from ragtune.retrieval.fusion import FusionChoice, fuse, mode_name
@@ -165,12 +165,14 @@ def feast_rankings(retriever: Retriever, queries: dict[str, str], query_ids: lis
     """Rankings as the serving path returns them, ready for `retrieval_metrics`."""
     vectors = retriever.encode([queries[q] for q in query_ids])
     rankings = {}
-    for qid, vector in tqdm(list(zip(query_ids, vectors)), desc="search via feast", unit="query"):
-        if retriever.bm25_weight:
-            hits = retriever.search_hybrid(queries[qid], vector, CUTOFF)
-        else:
-            hits = retriever.search_vector(vector, CUTOFF)
-        rankings[qid] = [(hit.id, hit.score) for hit in hits]
+    with console.progress(len(query_ids), "search via feast", "query") as bar:
+        for qid, vector in zip(query_ids, vectors):
+            if retriever.bm25_weight:
+                hits = retriever.search_hybrid(queries[qid], vector, CUTOFF)
+            else:
+                hits = retriever.search_vector(vector, CUTOFF)
+            rankings[qid] = [(hit.id, hit.score) for hit in hits]
+            bar.update(1)
     return rankings
 
 

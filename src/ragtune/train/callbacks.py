@@ -183,7 +183,7 @@ class TrainingBar(TrainerCallback):
         self.bar = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step")
+        self.bar = console.progress(state.max_steps, "train", "step", initial=state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.bar.update(state.global_step - self.bar.n)

@@ -8,6 +8,8 @@ audit and base vs tuned on the held-out queries, ahead of the library's own trai
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -30,6 +32,13 @@ def fill_card_data(model, config: cfg.Config, model_path: str) -> None:
     card.model_id = model_path  # the usage snippet loads the model from where it was written
     card.model_name = f"{card.base_model} tuned by ragtune on {Path(config.train.prepared).name}"
     card.add_tags(["ragtune", "retrieval", "dense-retrieval"])
+
+
+def quiet_widget_examples(model, dataset) -> None:
+    """The card's widget examples, picked as sentence-transformers picks them, without the stray 'Computing
+    widget examples' bar it prints (its Trainer callback skips the pick when the card already has them)."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        model.model_card_data.set_widget_examples(dataset)
 
 
 def ragtune_sections(metrics: RunMetrics, config: cfg.Config, audit: dict) -> str:

@@ -24,7 +24,7 @@ from ragtune.train.checkpoints import STATE_FILE
 from ragtune.train.distributed import backend, main_process_saves
 from ragtune.train.heldout import HeldOutEvaluator
 from ragtune.train.losses import LABELLED_PAIRS, LOSSES, MARGINS
-from ragtune.train.modelcard import fill_card_data
+from ragtune.train.modelcard import fill_card_data, quiet_widget_examples
 from ragtune.train.plan import RunPlan
 from ragtune.train.progress import trainjob_progress_callback
 
@@ -152,6 +152,7 @@ def build_trainer(plan: RunPlan, callbacks: tuple) -> Session:
     callback = RagtuneCallback(model, store, evaluator, state, duties, world, writer, plan.fingerprint)
     args = training_arguments(t, plan.work_dir, world, plan.use_cuda, plan.timeout, fresh=start.checkpoint is None)
     dataset = training_dataset(plan.prepared.samples, store, LOSSES[t.loss].columns)
+    quiet_widget_examples(model, dataset)
     trainer = main_process_saves(SentenceTransformerTrainer)(
         model=model,
         args=args,

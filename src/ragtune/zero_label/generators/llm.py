@@ -20,8 +20,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ragtune import console
 from ragtune.errors import UserError
 from ragtune.io.outputs import default_cache_dir
@@ -145,7 +143,7 @@ def write_queries(
         hidden = not progress or not console.bars()
         with (
             ThreadPoolExecutor(spec.concurrency) as pool,
-            tqdm(total=len(missing), initial=1, desc="llm queries", unit="query", disable=hidden) as b,
+            console.progress(len(missing), "llm queries", "query", initial=1, hidden=hidden) as b,
         ):
             futures = {pool.submit(complete, spec, passages[p], s): k for p, s, k in missing[1:]}
             for future in as_completed(futures):
