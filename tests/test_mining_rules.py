@@ -87,3 +87,23 @@ def test_random_corpus_audit_adds_up():
     for (q, _), chosen in zip(pairs, negatives):
         banned = {sources[p] for p in positives[q]}
         assert not set(chosen) & positives[q] and not {sources[c] for c in chosen} & banned
+
+
+@pytest.mark.parametrize(
+    ("scores", "sources", "labelled", "changes", "rule"),
+    [
+        ([0.9, 0.8], [0, 1], {0, 1}, {}, "labelled_positive"),  # every candidate is a labelled positive
+        ([0.9, 0.8, 0.7], [0, 0, 0], {0}, {}, "same_source"),  # the rest are siblings
+        ([0.9, 0.2, 0.1], [0, 1, 2], {0}, {"min_score": 0.5}, "below_min_score"),
+        ([0.8, 0.79, 0.5], [0, 1, 2], {0}, {"min_score": 0.6, "relative_margin": 0.95}, "above_relative_margin"),
+        ([0.9, 0.8], [0, 1], {0}, {"range_min": 5}, "empty_window"),
+    ],
+)
+def test_a_pair_without_a_negative_is_counted_under_the_rule_that_removed_its_last_candidate(
+    scores, sources, labelled, changes, rule
+):
+    """The audit says why a pair trains without a hard negative (#31: half the pairs of a real corpus had none)."""
+    query, corpus = corpus_at(scores)
+    negatives, audit = mine(query, corpus, [(0, 0)], {0: labelled}, np.array(sources), params(**changes))
+    assert negatives == [[]] and audit.pairs_without_negative == 1
+    assert audit.without_negative_by == {rule: 1}

@@ -72,6 +72,9 @@ class Prepared:
             if rule.startswith("dropped_") and count
         )
         lines.append(f"  mining: {a.get('candidates_seen', 0):,} candidates seen, dropped {dropped or 'none'}")
+        if a.get("without_negative_by"):
+            why = ", ".join(f"{n:,} {rule.replace('_', ' ')}" for rule, n in a["without_negative_by"].items())
+            lines.append(f"  pairs without a negative, by the rule that removed their last candidate: {why}")
         lines.append(f"  details: {directory / 'summary.json'}, {directory / 'audit.json'}")
         return "\n".join(lines)
 

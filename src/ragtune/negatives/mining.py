@@ -9,7 +9,7 @@ rejected candidate under the first rule it breaks.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -44,9 +44,14 @@ class MiningAudit:
     kept: int = 0
     selected: int = 0
     pairs_without_negative: int = 0
+    # pairs left without a negative, by the rule that removed their last candidate (rules apply in order)
+    without_negative_by: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict:
         return asdict(self)
+
+    def count_emptied(self, rule: str, pairs: int = 1) -> None:
+        self.without_negative_by[rule] = self.without_negative_by.get(rule, 0) + pairs
 
 
 def mine(
@@ -97,7 +102,20 @@ def mine(
         negatives[pair_index] = chosen
         audit.selected += len(chosen)
         audit.pairs_without_negative += not chosen
+        if not chosen:
+            audit.count_emptied(emptied_by(len(candidates), is_positive, same_source, below, above))
     return negatives, audit
+
+
+RULES = ("labelled_positive", "same_source", "below_min_score", "above_relative_margin")
+
+
+def emptied_by(window: int, *dropped: np.ndarray) -> str:
+    """The rule that removed a pair's last candidate: the first at which none is left (`dropped` in RULES order)."""
+    if window == 0:
+        return "empty_window"  # range_min at or past the corpus size: no candidate to begin with
+    removed = np.cumsum([int(mask.sum()) for mask in dropped])
+    return RULES[int(np.argmax(removed >= window))]
 
 
 def draw_random_negative(

@@ -85,8 +85,10 @@ def mine_negatives(
             corpus_emb,
             model.encode_batch_size,
         )
+        had = sum(bool(negatives) for negatives in mined.hard)
         mined.hard, vetoed = mined.check.vetoes(mined.hard, wanted)
         audit.dropped_teacher_false_negative, audit.kept = vetoed, audit.kept - vetoed
+        audit.count_emptied("teacher_false_negative", had - sum(bool(negatives) for negatives in mined.hard))
     mined.hard = [negatives[:wanted] for negatives in mined.hard]
     audit.selected = sum(map(len, mined.hard))
     audit.pairs_without_negative = sum(not negatives for negatives in mined.hard)
