@@ -130,3 +130,21 @@ def test_eval_data_must_judge_the_same_corpus(tmp_path):
     config = cfg.load(None, {"data.eval_data": str(root)})
     with pytest.raises(UserError, match="passage 'other' that the training corpus does not hold"):
         load_eval_data(config.data, corpus.corpus)
+
+
+@pytest.mark.slow
+def test_labels_plus_synthetic_queries_train_together_and_the_labels_judge(slice_dataset, prepared):
+    """synthetic.add_to_labels (#31, few labels): synthetic queries and teacher margins join the labelled
+    queries; held-out judging stays with real queries, the same ones as without it."""
+    import dataclasses
+
+    synthetic = dataclasses.replace(CONFIG.synthetic, add_to_labels=True, passages=60, evidence_queries=30)
+    both = prepare(slice_dataset, CONFIG.data, CONFIG.model, CONFIG.mining, synthetic, NOW)
+    anchors = set(both.samples["anchor_id"])
+    assert set(prepared.samples["anchor_id"]) <= anchors  # every labelled training query still trains
+    made = {a.split(":")[0] for a in anchors - set(slice_dataset.qrels["train"])}
+    assert made >= {"ict", "crop", "terms"}, made
+    assert set(both.eval["anchor_id"]) == set(prepared.eval["anchor_id"])  # the same real judges
+    assert both.summary["eval_kind"] == "real" and both.summary["teacher"]["kind"] == "fusion"
+    assert not anchors & set(slice_dataset.qrels["test"])
+    assert both.samples["label"].notna().any()  # the teacher's margins

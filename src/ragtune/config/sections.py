@@ -90,6 +90,12 @@ class SyntheticConfig:
         "--generator",
     )
     queries_per_passage: int = _option(4, "synthetic queries per passage, shared round-robin by the generators")
+    add_to_labels: bool = _option(
+        False,
+        "labelled input: add the zero-label synthetic queries and teacher margins to the labelled ones (for a "
+        "few hundred labels); the real queries stay the judges",
+        "--add-synthetic",
+    )
     titles: bool = _option(
         True, "zero-label: real titles are one more query per source (a title naming over 50 passages is not)"
     )

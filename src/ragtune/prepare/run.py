@@ -176,6 +176,29 @@ def eval_frame(
     return pd.DataFrame(rows, columns=[*SAMPLE_COLUMNS, "score"])
 
 
+def training_queries(
+    dataset: Dataset, data: DataConfig, synthetic: SyntheticConfig, real: Dataset | None, cache: Path | None
+) -> tuple[Dataset, zero_label.SyntheticInput | None, Splits]:
+    """The queries that train and those that judge: real ones, synthetic ones made from the passages, or
+    (synthetic.add_to_labels) the labelled ones plus synthetic ones, the labelled ones still judging."""
+    passages = dataset.kind == "passages"
+    if passages and not synthetic.generators and not dataset.queries:
+        raise UserError(
+            f"{data.path}: no passage has a title, and synthetic.generators is [] (titles as the only queries); "
+            "give the passages titles, or keep the generators"
+        )
+    if not synthetic.generators or not (passages or synthetic.add_to_labels):
+        return dataset, None, split_queries(dataset, data.eval_fraction, data.seed, real, data.eval_split)
+    zero_label.check(synthetic)  # before slow work
+    made = zero_label.synthetic_dataset(dataset, synthetic, data.seed, cache)
+    if passages:
+        return made.dataset, made, split_queries(made.dataset, data.eval_fraction, data.seed, real, data.eval_split)
+    splits = split_queries(dataset, data.eval_fraction, data.seed, real, data.eval_split)
+    splits.train = splits.train | made.dataset.qrels["train"]
+    queries = dataset.queries | {qid: made.dataset.queries[qid] for qid in made.dataset.qrels["train"]}
+    return Dataset(dataset.kind, dataset.corpus, queries, dataset.qrels), made, splits
+
+
 def prepare(
     dataset: Dataset,
     data: DataConfig,
@@ -185,18 +208,7 @@ def prepare(
     timestamp: datetime,
 ) -> Prepared:
     real = load_eval_data(data, dataset.corpus)
-    if dataset.kind == "passages" and synthetic.generators:
-        zero_label.check(synthetic)  # before slow work
-    if dataset.kind == "passages" and not synthetic.generators and not dataset.queries:
-        raise UserError(
-            f"{data.path}: no passage has a title, and synthetic.generators is [] (titles as the only queries); "
-            "give the passages titles, or keep the generators"
-        )
-    made = None
-    if dataset.kind == "passages" and synthetic.generators:
-        made = zero_label.synthetic_dataset(dataset, synthetic, data.seed, cache_dir(model))
-        dataset = made.dataset
-    splits = split_queries(dataset, data.eval_fraction, data.seed, real, data.eval_split)
+    dataset, made, splits = training_queries(dataset, data, synthetic, real, cache_dir(model))
     corpus = dataset.corpus
     p = Pairs.of(corpus, splits.train)
     mined = mine_negatives(dataset, p, made, model, mining, synthetic)
