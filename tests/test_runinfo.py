@@ -36,7 +36,12 @@ def test_an_older_metrics_json_loads_with_defaults_and_ignores_unknown_keys(tmp_
 
 @pytest.mark.parametrize(
     "text, message",
-    [(None, "not found"), ("{oops", "not valid JSON"), ('{"base": {}}', "no 'tuned' metrics"), ("[1]", "no 'tuned'")],
+    [
+        (None, "not found"),
+        ("{oops", "not valid JSON"),
+        ('{"base": {}}', "no 'tuned' metrics"),
+        ("[1]", "expected a JSON object"),
+    ],
 )
 def test_a_missing_or_damaged_file_is_one_line(tmp_path, text, message):
     if text is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from ragtune.errors import UserError
+from ragtune.io.files import read_json_object
 from ragtune.io.prepared import held_out_queries
 from ragtune.io.runinfo import RunMetrics
 from ragtune.retrieval.fusion import FusionChoice, mode_name
@@ -27,18 +28,6 @@ CURVES = {
 }
 NOT_METRICS = {"step", "epoch", "bm25_weight"}  # history and fusion rows carry these beside the metrics
 PASS_KEYS = {"step", "epoch", "seconds"}  # re-mining records: shown in the column header, not as rows
-
-
-def _json(path: Path, fix: str) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found; {fix}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc}); {fix}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object; {fix}")
-    return data
 
 
 def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -92,7 +81,7 @@ def collect(run_dir: Path, eval_dir: Path | None = None) -> dict:
         config = {}
     config = config if isinstance(config, dict) else {}
     prepared = _prepared_dir(run_dir, config)
-    audits = [("prepare", _json(prepared / "audit.json", "re-run `ragtune prepare`"))] if prepared else []
+    audits = [("prepare", read_json_object(prepared / "audit.json", "re-run `ragtune prepare`"))] if prepared else []
     for record in metrics.remining or []:
         audits.append(
             (f"re-mine, epoch {record.get('epoch')}", {k: v for k, v in record.items() if k not in PASS_KEYS})
@@ -100,7 +89,9 @@ def collect(run_dir: Path, eval_dir: Path | None = None) -> dict:
     evaluation = None
     eval_dir = Path(eval_dir) if eval_dir else _sibling_eval(run_dir)
     if eval_dir:
-        evaluation = _json(eval_dir / "metrics.json", "pass an output directory of `ragtune evaluate` to --eval")
+        evaluation = read_json_object(
+            eval_dir / "metrics.json", "pass an output directory of `ragtune evaluate` to --eval"
+        )
         if not isinstance(evaluation.get("results"), dict):
             raise UserError(f"{eval_dir / 'metrics.json'}: no 'results'; pass an output of `ragtune evaluate`")
         evaluation["dir"] = str(eval_dir)

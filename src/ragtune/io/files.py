@@ -23,6 +23,19 @@ def find(directory: Path, stem: str) -> Path | None:
     return None
 
 
+def read_json_object(path: Path, fix: str) -> dict:
+    """A JSON object file ragtune wrote, or one line naming the file, what is wrong and `fix`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: not found; {fix}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc}); {fix}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object; {fix}")
+    return data
+
+
 def read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
     """Read JSON lines, naming the file and line of the first problem; BEIR's `_id` serves as `id`."""
     rows = []

@@ -8,12 +8,12 @@ take their defaults, keys this version no longer knows are ignored.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ragtune.errors import UserError
+from ragtune.io.files import read_json_object
 from ragtune.io.outputs import write_json
 
 FILE = "metrics.json"
@@ -47,13 +47,8 @@ class RunMetrics:
         """RUN/metrics.json (or the file itself); a damaged file is one line naming it."""
         path = Path(path)
         path = path / FILE if path.is_dir() else path
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: not found; {FIX}") from None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path}: not valid JSON ({exc}); re-run `ragtune train`") from None
-        if not isinstance(data, dict) or not isinstance(data.get("tuned"), dict):
+        data = read_json_object(path, FIX)
+        if not isinstance(data.get("tuned"), dict):
             raise UserError(f"{path}: no 'tuned' metrics; {FIX}")
         return cls.from_dict(data)
 
