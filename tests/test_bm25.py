@@ -5,17 +5,11 @@ from __future__ import annotations
 import bm25s
 import numpy as np
 import pytest
+from worlds import DOCUMENTS
 
 from ragtune.errors import UserError
 from ragtune.retrieval.bm25 import FILES, Bm25
 
-DOCUMENTS = [
-    "Insulin resistance rises in obese mice fed a high fat diet.",
-    "Tumour suppressor p53 mutations are common in human cancers; p53 loss drives growth.",
-    "Vaccination of children against measles lowers mortality.",
-    "The kinase mTOR controls cell growth and insulin signalling in the liver.",
-    "",
-]
 QUERIES = ["insulin growth liver", "p53 p53 cancer", "measles vaccine children"]
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
+from worlds import lexical_world, unit
 
 from ragtune.retrieval.bm25 import Bm25
 from ragtune.retrieval.fusion import (
@@ -19,20 +18,6 @@ from ragtune.retrieval.fusion import (
     weight_evidence,
 )
 from ragtune.retrieval.metrics import DECIDING_QUERIES, dense_rankings
-
-
-def unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
-
-
-def lexical_world(n: int, seed: int) -> tuple[list[str], list[str]]:
-    """n passages of distinct made-up words; query i uses three words of passage i."""
-    rng = random.Random(seed)
-    vocab = [f"w{i}x" for i in range(n * 8)]
-    rng.shuffle(vocab)
-    documents = [" ".join(vocab[i * 8 : (i + 1) * 8]) for i in range(n)]
-    queries = [" ".join(rng.sample(documents[i].split(), 3)) for i in range(n)]
-    return queries, documents
 
 
 def test_fuse_keeps_the_cosine_scale():

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
+from worlds import DOCUMENTS, lexical_world, unit
 
 from ragtune.errors import UserError
 from ragtune.zero_label.pipeline import flag_false_negatives
@@ -20,18 +21,6 @@ from ragtune.zero_label.teachers.fusion import (
     tie_averaged_rank,
 )
 
-DOCUMENTS = [
-    "Insulin resistance rises in obese mice fed a high fat diet.",
-    "Tumour suppressor p53 mutations are common in human cancers; p53 loss drives growth.",
-    "Vaccination of children against measles lowers mortality.",
-    "The kinase mTOR controls cell growth and insulin signalling in the liver.",
-    "",
-]
-
-
-def unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=-1, keepdims=True)).astype(np.float32)
-
 
 def test_tie_averaged_rank_and_source_metrics():
     assert tie_averaged_rank(np.zeros(5), 2) == 3.0
@@ -40,16 +29,6 @@ def test_tie_averaged_rank_and_source_metrics():
     assert metrics["mrr@10"] == pytest.approx((1 + 0.5) / 4)
     assert metrics["ndcg@10"] == pytest.approx((1 + 1 / np.log2(3)) / 4)
     assert metrics["recall@100"] == 0.75
-
-
-def lexical_world(n: int, seed: int) -> tuple[list[str], list[str]]:
-    """n passages of distinct made-up words; query i uses three words of passage i."""
-    rng = random.Random(seed)
-    vocab = [f"w{i}x" for i in range(n * 8)]
-    rng.shuffle(vocab)
-    documents = [" ".join(vocab[i * 8 : (i + 1) * 8]) for i in range(n)]
-    queries = [" ".join(rng.sample(documents[i].split(), 3)) for i in range(n)]
-    return queries, documents
 
 
 def test_choice_is_dense_when_bm25_points_at_the_wrong_passage():
