@@ -66,8 +66,8 @@ def test_only_rank_zero_writes_the_run(ddp_runs):
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) >= 1
 
 
-def test_killed_worker_is_restarted_and_training_resumes(prepared_dir, tmp_path):
-    run_dir = tmp_path / "elastic"
+def kill_rank_one_once(run_dir: Path, prepared_dir: Path, ready) -> str:
+    """Start an elastic 2-process run, kill the rank-1 worker once `ready(run_dir)` holds; the launcher's output."""
     launcher = subprocess.Popen(
         elastic_command(prepared_dir, run_dir),
         stdout=subprocess.PIPE,
@@ -76,17 +76,27 @@ def test_killed_worker_is_restarted_and_training_resumes(prepared_dir, tmp_path)
         env=os.environ,
     )
     deadline = time.time() + 600
-    while not list((run_dir / "checkpoints").glob("checkpoint-*/ragtune_checksums.json")):
-        assert launcher.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
-        time.sleep(0.2)
+    while not ready(run_dir):
+        assert launcher.poll() is None and time.time() < deadline, "the run ended before the moment to kill"
+        time.sleep(0.1)
     workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
     assert workers, "rank 1 not found"
     workers[0].kill()
     output, _ = launcher.communicate(timeout=900)
     assert launcher.returncode == 0, output[-3000:]
+    assert "exitcode: -9" in output  # the killed worker was seen, and the restarted group finished the run
+    return output
+
+
+def sealed_checkpoint(run_dir: Path) -> bool:
+    return bool(list((run_dir / "checkpoints").glob("checkpoint-*/ragtune_checksums.json")))
+
+
+def test_killed_worker_is_restarted_and_training_resumes(prepared_dir, tmp_path):
+    run_dir = tmp_path / "elastic"
+    kill_rank_one_once(run_dir, prepared_dir, sealed_checkpoint)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 10  # 40 rows / (4 x 2 ranks) = 5 steps per epoch, 2 epochs
-    assert "exitcode: -9" in output  # the killed worker was seen, and the restarted group finished the run
 
 
 def elastic_command(prepared_dir: Path, run_dir: Path) -> list[str]:
@@ -122,24 +132,15 @@ def elastic_command(prepared_dir: Path, run_dir: Path) -> list[str]:
 
 def test_worker_killed_before_the_first_checkpoint_restarts_fresh(prepared_dir, tmp_path):
     """Repro: an elastic restart with TensorBoard logs but no checkpoint yet failed on every restart."""
+
+    def training_started_without_checkpoint(run_dir: Path) -> bool:
+        if not list((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+            return False
+        assert not sealed_checkpoint(run_dir), "a checkpoint came before the kill"
+        return True
+
     run_dir = tmp_path / "early"
-    launcher = subprocess.Popen(
-        elastic_command(prepared_dir, run_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=os.environ,
-    )
-    deadline = time.time() + 600
-    while not list((run_dir / "tensorboard").glob("events.out.tfevents.*")):
-        assert launcher.poll() is None and time.time() < deadline, "training never started"
-        time.sleep(0.1)
-    assert not list((run_dir / "checkpoints").glob("checkpoint-*/ragtune_checksums.json"))
-    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
-    workers[0].kill()
-    output, _ = launcher.communicate(timeout=900)
-    assert launcher.returncode == 0, output[-3000:]
-    assert "exitcode: -9" in output
+    kill_rank_one_once(run_dir, prepared_dir, training_started_without_checkpoint)
     assert json.loads((run_dir / "metrics.json").read_text())["train"]["steps"] == 10
 
 
