@@ -146,7 +146,10 @@ class RagtuneCallback(TrainerCallback):
                 **audit.as_dict(),
             }
             for key in ["new_pairs_added", "dataset_size", *audit.as_dict()]:
-                self.writer.add_scalar(SEED_TAGS.get(key, f"Hard_Negatives/{key}"), record[key], step)
+                tag = SEED_TAGS.get(key, f"Hard_Negatives/{key}")
+                counts = record[key] if isinstance(record[key], dict) else {"": record[key]}  # by rule: one per rule
+                for rule, count in counts.items():
+                    self.writer.add_scalar(f"{tag}/{rule}" if rule else tag, count, step)
             self.say(
                 f"re-mined at epoch {epoch}: {added} new hard negatives, {audit.pairs_without_negative} pairs "
                 f"without one ({record['seconds']:.0f} s)"
