@@ -33,7 +33,7 @@ demo: $(VENV)/.installed-demo
 	HF_HUB_OFFLINE=1 $(VENV)/bin/ragtune demo
 
 test: install
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=20
 
 # Updates the numbers in docs/benchmarks.md (about two hours on 2 cores; run it on a quiet machine). ONLY="mining scale" runs a subset.
 bench: install
