@@ -248,6 +248,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # a log (`| tee`, CI, pod logs) gets each line when it is said
     warnings.showwarning = _one_line_warning
     if getattr(args, "console", None):
         from ragtune import console
