@@ -105,12 +105,30 @@ def connect_online(store, directory: Path) -> None:
         return
     try:
         with console.waiting("starting the online store (Milvus Lite starts a local server, ~10 s)"):
-            online._connect(store.config)
+            connect_fresh_if_stale(online, store.config)
     except Exception as exc:  # pymilvus raises MilvusException, grpc errors underneath
         raise UserError(
             f"{directory / 'feature_store.yaml'}: the online store did not answer ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:160]}); check online_store (path, or host and port)"
         ) from None
+
+
+def connect_fresh_if_stale(online, config) -> None:
+    """Connect; if that fails while pymilvus holds a pooled connection, drop the pool and connect once more.
+
+    A connection this process left idle (an earlier Retriever) can be sent away by the server (gRPC
+    GOAWAY "too_many_pings", seen under load), and pymilvus 3 then fails to recover it in place. With
+    no pooled connection nothing is retried, so an unreachable store still fails at once."""
+    from pymilvus.client.connection_manager import ConnectionManager
+
+    try:
+        online._connect(config)
+    except Exception:
+        pool = ConnectionManager.get_instance()
+        if not pool.get_stats()["shared_connections"]:
+            raise
+        pool.close_all()
+        online._connect(config)
 
 
 def passage_entity():
