@@ -30,8 +30,9 @@ class ModelConfig:
     encode_batch_size: int = _option(64, "batch size for encoding passages and queries")
     cache_dir: str = _option("", "embedding cache directory (default: ~/.cache/ragtune)", path=True)
     backend: str = _option(
-        "onnx",
-        "onnx: large CPU encodes in onnxruntime (same embeddings as torch to ~1e-7, 1.33x faster here), or torch",
+        "torch",
+        "torch, or onnx: large CPU encodes in onnxruntime (same embeddings to ~1e-7; faster on some CPUs, slower on "
+        "others: benchmarks/bench_encode.py)",
         "--encoder",
     )
 
