@@ -295,7 +295,9 @@ def test_never_ship_worse_unless_asked(prepared_dir, tmp_path, capsys):
     result = api.train(train_config(prepared_dir, tmp_path / "safe", **worse))
     metrics = result.metrics
     assert metrics.best_tuned["ndcg@10"] < metrics.base["ndcg@10"], "the fixture must make a worse model"
-    assert metrics.shipped == "base" and "holds the base model" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert metrics.shipped == "base" and "holds the base model" in out
+    assert f"best epoch 1 {metrics.best_tuned['ndcg@10']:.4f}" in out  # the summary names the epoch it means
     kept = api.train(train_config(prepared_dir, tmp_path / "kept", train__keep_worse=True, **worse))
     assert kept.metrics.shipped == "tuned" and kept.metrics.best_step == 5
     assert kept.metrics.tuned["ndcg@10"] == pytest.approx(metrics.best_tuned["ndcg@10"], abs=1e-6)

@@ -69,11 +69,11 @@ def print_summary(result: TrainResult, config: cfg.Config) -> None:
         return
     metrics = result.metrics
     base, run, label = metrics.base, metrics.train, held_out_label(metrics.heldout["kind"])
-    best = metrics.best_tuned
+    best = metrics.best_tuned or {}
     print(
         f"trained {result.model_dir} in {run['seconds']:.0f} s ({run['steps']} steps); {label} nDCG@10 "
-        f"base {base.get('ndcg@10', float('nan')):.4f}, best epoch "
-        f"{best['ndcg@10'] if best else float('nan'):.4f}"
+        f"base {base.get(PRIMARY_METRIC, float('nan')):.4f}, best epoch {best.get('epoch', '?')} "
+        f"{best.get(PRIMARY_METRIC, float('nan')):.4f}"
     )
     if "wise_alpha" in metrics.tuned:
         print(
