@@ -10,7 +10,6 @@ them, and that number rose on a corpus where real queries got worse (CHANGELOG.m
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,15 +32,6 @@ def max_length(model, length: int) -> Iterator[None]:
         yield
     finally:
         model.max_seq_length = training_length
-
-
-def release_freed_memory() -> None:
-    """Give back to the OS what training freed: glibc keeps it, and an epoch's corpus encode then came
-    on top (the demo sat at 3.65 GiB between steps and peaked at 4.57 GiB while evaluating)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 class HeldOutEvaluator(BaseEvaluator):
@@ -80,7 +70,6 @@ class HeldOutEvaluator(BaseEvaluator):
 
     def measure(self, model, steps: int) -> dict[str, float]:
         """Held-out metrics of `model` (steps <= 0: the untouched base model, whose corpus embeddings are cached)."""
-        release_freed_memory()
         with max_length(model, self.max_seq_length):
             self.corpus_embeddings = self.encode_corpus(model, steps)  # the real corpus: re-mining, cache
             queries, corpus = self.judged_embeddings(model, self.corpus_embeddings)
