@@ -5,7 +5,8 @@ real queries of each split in --splits (what the user gets; in passages-only mod
 never entered training and is the column a recipe choice may look at, the test split judges), side
 by side, so a choice made on one column can be read against the others. alpha 1 is the tuned model,
 alpha 0 the base. `--tuned` names the tuned model when the run's model/ already holds an average
-(the epoch checkpoint, RUN/checkpoints/checkpoint-N).
+(the epoch checkpoint, RUN/checkpoints/checkpoint-N, kept when the run was trained with
+--keep-checkpoints).
 
     python benchmarks/bench_wise.py --run runs/demo/run --prepared runs/demo/prepared \
         [--tuned DIR] [--data data/scifact] [--splits test train] [--alphas 0.25 0.5 0.75]

@@ -38,7 +38,7 @@ def tree_digest(directory: Path) -> str:
 @pytest.fixture(scope="module")
 def finished_run(prepared_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "run"
-    return train(train_config(prepared_dir, run_dir)), run_dir
+    return train(train_config(prepared_dir, run_dir, train__keep_checkpoints=True)), run_dir
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +145,7 @@ def test_three_negatives_per_pair_train_and_remine(prepared_k3, tmp_path):
     remined = result.metrics.remining
     assert len(remined) == 1 and remined[0]["dataset_size"] == result.metrics.train["samples"]
     assert result.metrics.train["steps"] > 0 and (result.model_dir / "model.safetensors").is_file()
+    assert not (tmp_path / "k3" / "checkpoints").exists(), "a finished run keeps no checkpoints by default"
 
 
 def test_tensorboard_holds_the_named_scalars(finished_run):
@@ -346,6 +347,7 @@ def test_wise_average_is_measured_and_ships_when_it_beats_the_epoch(prepared_dir
             train__hard_negative_update_frequency=0,
             train__keep_worse=True,
             train__wise_alphas=[0.95, 0.05],
+            train__keep_checkpoints=True,
         )
     )
     metrics = result.metrics

@@ -146,6 +146,9 @@ class TrainConfig:
     )
     hard_negative_update_frequency: int = _option(1, "re-mine hard negatives with the model every N epochs (0: never)")
     checkpoint_steps: int = _option(50, "save a resumable checkpoint every K optimizer steps")
+    keep_checkpoints: bool = _option(
+        False, "keep checkpoints/ once the run has finished (only resume needs them; 260 MB each for MiniLM)"
+    )
     early_stopping_patience: int = _option(0, "stop after N evaluations without a better nDCG@10 (0: never)")
     logging_steps: int = _option(5, "log loss and learning rate every N steps")
     seed: int = _option(42, "seed for data order, negatives and initialisation")

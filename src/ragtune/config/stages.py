@@ -27,7 +27,14 @@ STAGE_FIELDS: dict[str, list[str]] = {
     ],
 }
 # Settings that change where or how fast a run goes, not what it learns: a resume may change them.
-RESUME_NEUTRAL = {"train.prepared", "train.output", "train.checkpoint_steps", "train.logging_steps", *MODEL_IO}
+RESUME_NEUTRAL = {
+    "train.prepared",
+    "train.output",
+    "train.checkpoint_steps",
+    "train.keep_checkpoints",
+    "train.logging_steps",
+    *MODEL_IO,
+}
 
 
 def stage_fields(stage: str) -> list[tuple[str, str]]:

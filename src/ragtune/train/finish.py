@@ -7,6 +7,7 @@ weights. model/ and metrics.json are written last: together they mark the run fi
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ragtune import config as cfg
@@ -80,6 +81,8 @@ def ship(plan: RunPlan, session: Session, metrics: RunMetrics) -> None:
     }
     session.writer.add_hparams(hparams, {f"hparam/{PRIMARY_METRIC}": metrics.tuned[PRIMARY_METRIC]}, run_name="hparams")
     session.writer.close()
+    if not t.keep_checkpoints:  # the run is finished (model/, metrics.json): nothing will resume from them
+        shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     if work_dir != plan.run_dir:  # the finished replacement takes the old run's place only now
         swap_in(work_dir, plan.run_dir)
 
