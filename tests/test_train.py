@@ -17,6 +17,7 @@ import torch
 from conftest import train_config
 from safetensors.numpy import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import TrainerCallback
 
 from ragtune import api
 from ragtune import config as cfg
@@ -35,10 +36,26 @@ def tree_digest(directory: Path) -> str:
     return digest.hexdigest()
 
 
+class CheckpointingSeen(TrainerCallback):
+    """Which transformer layers recompute their activations in the backward pass, as training starts."""
+
+    def __init__(self):
+        self.layers: list[bool] = []
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.layers = [layer.gradient_checkpointing for layer in model[0].auto_model.encoder.layer]
+
+
 @pytest.fixture(scope="module")
-def finished_run(prepared_dir, tmp_path_factory):
+def checkpointing_seen():
+    return CheckpointingSeen()
+
+
+@pytest.fixture(scope="module")
+def finished_run(prepared_dir, tmp_path_factory, checkpointing_seen):
     run_dir = tmp_path_factory.mktemp("runs") / "run"
-    return train(train_config(prepared_dir, run_dir, train__keep_checkpoints=True)), run_dir
+    config = train_config(prepared_dir, run_dir, train__keep_checkpoints=True)
+    return train(config, callbacks=(checkpointing_seen,)), run_dir
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +147,20 @@ def test_best_checkpoint_survives_rotation_and_is_the_model(finished_run):
         kept = load_file(run_dir / "checkpoints" / f"checkpoint-{best}" / "model.safetensors")
         final = load_file(run_dir / "model" / "model.safetensors")
         assert all(np.array_equal(kept[k], final[k]) for k in final)
+
+
+def test_activation_checkpointing_is_on_by_default_and_changes_no_weight(
+    finished_run, checkpointing_seen, prepared_dir, tmp_path
+):
+    """It trades time for memory only: the same run without it ends in bit-identical weights."""
+    off = CheckpointingSeen()
+    run_dir = tmp_path / "run"
+    train(train_config(prepared_dir, run_dir, train__activation_checkpointing=False), callbacks=(off,))
+    assert checkpointing_seen.layers == [True] * 6 and off.layers == [False] * 6
+    with_it = load_file(finished_run[1] / "model" / "model.safetensors")
+    without = load_file(run_dir / "model" / "model.safetensors")
+    assert with_it.keys() == without.keys()
+    assert all(np.array_equal(with_it[k], without[k]) for k in with_it)
 
 
 def test_remining_changes_the_negatives(finished_run):

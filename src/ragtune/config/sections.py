@@ -144,6 +144,11 @@ class TrainConfig:
     max_seq_length: int = _option(
         128, "token limit while training, for speed (0: the model's own); evaluation uses the model's"
     )
+    activation_checkpointing: bool = _option(
+        True,
+        "recompute each layer's activations in the backward pass: bit-identical weights, far less memory, "
+        "slower steps (docs/benchmarks.md: first run)",
+    )
     hard_negative_update_frequency: int = _option(1, "re-mine hard negatives with the model every N epochs (0: never)")
     checkpoint_steps: int = _option(50, "save a resumable checkpoint every K optimizer steps")
     keep_checkpoints: bool = _option(

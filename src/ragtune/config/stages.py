@@ -32,6 +32,7 @@ RESUME_NEUTRAL = {
     "train.output",
     "train.checkpoint_steps",
     "train.keep_checkpoints",
+    "train.activation_checkpointing",
     "train.logging_steps",
     *MODEL_IO,
 }

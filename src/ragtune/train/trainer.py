@@ -8,6 +8,7 @@ training runs (negatives/store.py), and its duties in the loop (callbacks.py).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,7 @@ def training_arguments(t: cfg.TrainConfig, run_dir: Path, world, use_cuda: bool,
         learning_rate=t.learning_rate,
         warmup_steps=t.warmup_ratio,
         lr_scheduler_type="linear",
+        activation_checkpointing=t.activation_checkpointing,
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         eval_strategy="epoch",
         eval_on_start=fresh,
@@ -131,6 +133,8 @@ def build_trainer(plan: RunPlan, callbacks: tuple) -> Session:
     from transformers import PrinterCallback, ProgressCallback
     from transformers.integrations import TensorBoardCallback
 
+    # sentence-transformers 6 defines only the older name of activation_checkpointing_enable
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing_enable", category=FutureWarning)
     config, world, start = plan.config, plan.world, plan.start
     t, m = config.train, config.model
     model = load_model(m.name, m.device, m.backend)  # the backend serves the held-out evaluation's encodes
