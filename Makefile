@@ -33,9 +33,9 @@ demo: $(VENV)/.installed-demo
 	HF_HUB_OFFLINE=1 $(VENV)/bin/ragtune demo
 
 test: install
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=20
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=30
 
-# Updates the numbers in docs/benchmarks.md (about two hours on 2 cores; run it on a quiet machine). ONLY="mining scale" runs a subset.
+# Updates the numbers in docs/benchmarks.md (about three hours on 2 cores; run it on a quiet machine). ONLY="mining scale" runs a subset.
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py $(if $(ONLY),--only $(ONLY))
 

@@ -39,6 +39,10 @@ class Section:
 
 SECTIONS = {
     "quality": Section("Retrieval quality on SciFact test, and the demo's wall time", ("ragtune demo",)),
+    "first_run": Section(
+        "make demo on a fresh clone: install, wall time, peak RSS, with and without activation checkpointing",
+        ("python benchmarks/bench_first_run.py",),
+    ),
     "passages": Section(
         "Passages-only mode, then real SciFact claims (a result stored before 2026-12-01 used titles as queries; "
         "since then prepare makes synthetic queries)",

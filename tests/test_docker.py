@@ -273,21 +273,13 @@ def assert_ranks_agree_and_moved(probe: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_nodes_train_identical_parameters_and_throughput(nodes, volume):
+def test_two_nodes_train_identical_parameters(nodes, volume):
     two = nodes(job_config(2, "runs/two", epochs=1))
     run_job(two)
     assert_ranks_agree_and_moved(volume / "probe")
     metrics = json.loads((volume / "runs" / "two" / "metrics.json").read_text())["train"]
     assert metrics["world_size"] == 2 and (volume / "runs" / "two" / "model" / "model.safetensors").is_file()
-    two.remove()
-
-    one = nodes(job_config(1, "runs/one", epochs=1))
-    run_job(one)
-    single = json.loads((volume / "runs" / "one" / "metrics.json").read_text())["train"]
-    print(
-        f"samples/s: two nodes {metrics['samples_per_second']}, one node {single['samples_per_second']} "
-        f"({metrics['seconds']} s vs {single['seconds']} s, 1 process per node, 2 shared cores)"
-    )
+    print(f"samples/s: two nodes {metrics['samples_per_second']} ({metrics['seconds']} s; bench_ddp.py compares)")
 
 
 def first_intact_checkpoint(run: Path, timeout: int) -> Path:
@@ -306,7 +298,7 @@ def test_killed_node_restarts_in_place_and_the_job_resumes_to_the_same_step(node
     other node's worker loses its peer, its torchrun exits non-zero and that container restarts too.
     Node 0 is the one killed: it hosts the rendezvous store and writes the checkpoints."""
     killed, other = 0, 1
-    job = nodes(job_config(2, "runs/resumed", epochs=3))
+    job = nodes(job_config(2, "runs/resumed", epochs=2))  # 10 steps, a checkpoint every 3
     for rank in range(2):
         job.start(rank)
     run = volume / "runs" / "resumed"
