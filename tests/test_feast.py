@@ -273,7 +273,7 @@ def test_hybrid_search_serves_exactly_the_evaluated_fusion(repo, dataset):
         assert [hit.id for hit in hits] == [d for d, _ in rankings[qid][:10]]
         np.testing.assert_allclose([hit.score for hit in hits], [s for _, s in rankings[qid][:10]], atol=1e-5)
     dense = Retriever(repo, device="cpu", mode="dense")
-    assert dense.bm25_weight == 0 and dense.keywords is None
+    assert dense.bm25_weight == 0 and dense._keywords is None  # a dense retriever never loads the keyword side
 
 
 def test_a_view_without_keywords_serves_dense_with_one_warning(tmp_path, scifact_slice, dataset):

@@ -14,6 +14,7 @@ from matplotlib.image import imread
 
 from ragtune import api, cli, report
 from ragtune import config as cfg
+from ragtune.evaluate.tables import served_line
 
 pytestmark = pytest.mark.slow
 
@@ -136,7 +137,7 @@ def test_the_demo_names_the_row_that_is_served(demo_root):
     """The run chose dense (10 held-out queries are too few for a fusion): the served row is the model's own."""
     results = json.loads((demo_root / "eval" / "metrics.json").read_text())["results"]
     model = demo_root / "run" / "model"
-    line = api.served_line(results, "all-MiniLM-L6-v2", model)
+    line = served_line(results, "all-MiniLM-L6-v2", model)
     served, base = results[str(model)]["ndcg@10"], results["all-MiniLM-L6-v2"]["ndcg@10"]
     assert line.startswith(f"served: {model} (10 judged queries are too few") and f"ndcg@10 {served:.4f}" in line
     assert f"({served - base:+.4f})" in line

@@ -231,10 +231,7 @@ def search(config: cfg.Config, question: str, model: str | None = None):
     from ragtune.serving.repo import check_repo
 
     check_repo(Path(config.feast.repo))  # answered before torch and Feast load
-    from ragtune.serving.retriever import Retriever
-
-    m, f = config.model, config.feast
-    retriever = Retriever(Path(f.repo), model, m.device, m.encode_batch_size, f.mode, f.bm25_weight)
+    retriever = _retriever(config, model)
     hits = retriever.search(question, config.feast.top_k)
     print(f"{retriever.repo}:{retriever.view.name}, {retriever.mode}")
     for rank, hit in enumerate(hits, start=1):
@@ -243,19 +240,23 @@ def search(config: cfg.Config, question: str, model: str | None = None):
     return hits
 
 
-def served_line(results: dict[str, dict[str, float]], base: str, model: Path) -> str:
-    """Which row of the table `index` and `search` serve for `model`: dense, or the fusion its run chose."""
-    from ragtune.io.runinfo import RunMetrics
-    from ragtune.retrieval.fusion import FusionChoice
-    from ragtune.retrieval.metrics import PRIMARY_METRIC
+def serve(config: cfg.Config, model: str | None = None, host: str = "127.0.0.1", port: int = 8000) -> int:
+    """`search` kept running: the model and the index loaded once, JSON over HTTP until SIGTERM or Ctrl-C."""
+    from ragtune.serving.repo import check_repo
+    from ragtune.serving.server import free_port
 
-    fusion = FusionChoice.from_dict(getattr(RunMetrics.of_model(model), "fusion", None))
-    row = f"{model} {fusion.name}" if fusion.mode == "hybrid" else str(model)
-    served, before = results[row][PRIMARY_METRIC], results[base][PRIMARY_METRIC]
-    return (
-        f"served: {row} ({fusion.why or 'dense'}): {PRIMARY_METRIC} {served:.4f}, "
-        f"base {before:.4f} ({served - before:+.4f})"
-    )
+    check_repo(Path(config.feast.repo))  # the repo and the port are answered before torch and Feast load
+    port = free_port(host, port)
+    from ragtune.serving.server import serve as serve_http
+
+    return serve_http(_retriever(config, model), host, port, config.feast.top_k)
+
+
+def _retriever(config: cfg.Config, model: str | None):
+    from ragtune.serving.retriever import Retriever
+
+    m, f = config.model, config.feast
+    return Retriever(Path(f.repo), model, m.device, m.encode_batch_size, f.mode, f.bm25_weight)
 
 
 def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[str, float]]:
@@ -284,6 +285,8 @@ def demo(config: cfg.Config, root: Path = Path("runs/demo")) -> dict[str, dict[s
     prepare(config, overwrite=True)
     train(config, overwrite=True)
     results = evaluate(config, overwrite=True)
+    from ragtune.evaluate.tables import served_line
+
     print(served_line(results, config.model.name, root / "run" / "model"))
     page = report(root / "run", root / "eval")
     print(

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import typing
@@ -81,7 +80,7 @@ def _add_stage_parser(sub, command: str, help_text: str) -> None:
     p = sub.add_parser(command, help=help_text, description=help_text)
     p.add_argument("--config", type=Path, help="YAML config; flags override it")
     _add_config_flags(p, COMMAND_FIELDS[command])
-    if command not in ("index", "search"):  # these write no output directory
+    if command not in ("index", "search", "serve"):  # these write no output directory
         p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     if command == "train":
         p.add_argument(
@@ -99,7 +98,11 @@ def _add_stage_parser(sub, command: str, help_text: str) -> None:
         )
     if command == "search":
         p.add_argument("question", help="the question to search for")
+    if command in ("search", "serve"):
         p.add_argument("--model", help="query model (default: the one the repo was indexed with)")
+    if command == "serve":
+        p.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to the network")
+        p.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free one)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo": "the whole pipeline on the bundled SciFact data and model, under runs/demo",
         "index": "encode the corpus with a (tuned) model into a new passages view of a Feast repo",
         "search": "top-k passages for a question, through the Feast repo's online store",
+        "serve": "search over HTTP: model and index loaded once, JSON POST /search (127.0.0.1 unless --host)",
     }
     for command, help_text in helps.items():
         _add_stage_parser(sub, command, help_text)
@@ -161,6 +165,7 @@ RUNNERS = {
     "feast": lambda config, args: api.feast_init(config, args.overwrite),
     "index": lambda config, args: api.index(config, args.force),
     "search": lambda config, args: api.search(config, args.question, args.model),
+    "serve": lambda config, args: api.serve(config, args.model, args.host, args.port),
     "submit": lambda config, args: api.submit(config),
     "jobs": lambda config, args: api.jobs(config),
     "status": lambda config, args: api.status(config, args.job),
@@ -170,25 +175,13 @@ RUNNERS = {
 }
 
 
-def free_port(host: str, port: int) -> int:
-    """`port` if it can be bound on `host` now (0: any free one); else one line naming the flag and the fix."""
-    if not 0 <= port <= 65535:
-        raise UserError(f"--port {port}: not a port number; pass one in 1-65535 (0: any free port)")
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.bind((host, port))
-            return probe.getsockname()[1]
-    except OSError as exc:
-        raise UserError(
-            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); pass another --port or --host"
-        ) from None
-
-
 def serve_tensorboard(run: Path, host: str, port: int) -> int:
     """TensorBoard as a child that lives and dies with this process: SIGTERM and Ctrl-C reach it too."""
     logdir = run / "tensorboard" if (run / "tensorboard").is_dir() else run
     if not logdir.is_dir():
         raise UserError(f"{run}: not found; pass a run directory written by `ragtune train`")
+    from ragtune.serving.server import free_port
+
     port = free_port(host, port)
     child = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host, "--port", str(port)],

@@ -11,20 +11,22 @@ from ragtune.config.sections import SECTIONS, Config
 # also what a checkpoint must agree with to be resumed (minus RESUME_NEUTRAL).
 MODEL_IO = ["model.device", "model.encode_batch_size", "model.cache_dir", "model.backend"]
 GUARD = ["mining.range_min", "mining.range_max", "mining.min_score", "mining.relative_margin"]
+SEARCH = [
+    "feast.repo",
+    "feast.top_k",
+    "feast.mode",
+    "feast.bm25_weight",
+    "model.device",
+    "model.encode_batch_size",
+]  # `serve` is `search` kept running
 STAGE_FIELDS: dict[str, list[str]] = {
     "prepare": ["data.*", "model.*", "mining.*", "synthetic.*"],
     "train": ["train.*", "model.name", *MODEL_IO, *GUARD],
     "evaluate": ["data.path", "data.max_text_chars", *MODEL_IO, "eval.*", "feast.mode", "feast.bm25_weight"],
     "demo": ["model.device", "model.cache_dir", "model.backend"],
     "index": ["feast.repo", "data.path", "data.max_text_chars", "model.*"],
-    "search": [
-        "feast.repo",
-        "feast.top_k",
-        "feast.mode",
-        "feast.bm25_weight",
-        "model.device",
-        "model.encode_batch_size",
-    ],
+    "search": SEARCH,
+    "serve": SEARCH,
 }
 # Settings that change where or how fast a run goes, not what it learns: a resume may change them.
 RESUME_NEUTRAL = {

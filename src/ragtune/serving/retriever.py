@@ -53,8 +53,9 @@ class Retriever:
         self.view = current_view(self.store, self.repo)
         connect_online(self.store, self.repo)
         self.model_name = self._check_model(model)
+        self.requested_weight = bm25_weight
         self.bm25_weight = self._serving_weight(mode, bm25_weight)
-        self.keywords = Keywords.load(keywords_dir(self.repo, self.view.name)) if self.bm25_weight else None
+        self._keywords: Keywords | None = None
         self.model = load_model(self.model_name, device)
         self.encode_batch_size = encode_batch_size
         self.features = [f"{self.view.name}:{name}" for name in [ID_FEATURE, "title", "text", "embedding"]]
@@ -62,6 +63,21 @@ class Retriever:
     @property
     def mode(self) -> str:
         return mode_name(self.bm25_weight)
+
+    @property
+    def keywords(self) -> Keywords:
+        """The view's keyword side, loaded on first hybrid search."""
+        if self._keywords is None:
+            self._keywords = Keywords.load(keywords_dir(self.repo, self.view.name))
+        return self._keywords
+
+    def weight_for(self, mode: str | None) -> float:
+        """The BM25 weight one request serves with: None keeps this retriever's, else as `mode` asks."""
+        if mode is None:
+            return self.bm25_weight
+        if mode == "hybrid":
+            return self._serving_weight("hybrid", self.requested_weight)
+        return 0.0 if mode == "dense" or TAG + "keywords" not in self.view.tags else self._serving_weight(mode, 0.0)
 
     def _check_model(self, model: str | None) -> str:
         from ragtune.retrieval.models import model_fingerprint, resolve_model
@@ -121,7 +137,7 @@ class Retriever:
         ]
         return sorted(hits, key=lambda hit: (-hit.score, hit.id))
 
-    def search_hybrid(self, question: str, vector: np.ndarray, top_k: int) -> list[Hit]:
+    def search_hybrid(self, question: str, vector: np.ndarray, top_k: int, weight: float) -> list[Hit]:
         """`fuse` of cosine and BM25 over dense and keyword candidates, deepened until no passage outside
         them could enter the top k (their scores are bounded by the last candidate of each list)."""
         lexical = self.keywords.bm25.corpus_scores(question)
@@ -136,12 +152,12 @@ class Retriever:
             scores = fuse(
                 np.array([cosine[i] for i in ids]),
                 np.array([lexical[self.keywords.row[i]] for i in ids]),
-                self.bm25_weight,
+                weight,
                 best_cosine,
                 best_bm25,
             )
             order = np.lexsort((ids, -scores))[:top_k]
-            bound = fuse(cosine[dense[-1]], lexical[by_words[-1]], self.bm25_weight, best_cosine, best_bm25)
+            bound = fuse(cosine[dense[-1]], lexical[by_words[-1]], weight, best_cosine, best_bm25)
             if depth >= self.keywords.size or (len(order) == top_k and scores[order[-1]] >= bound):
                 return [Hit(ids[i], *passages[ids[i]][:2], float(scores[i])) for i in order]
             depth *= 4
@@ -154,10 +170,12 @@ class Retriever:
             for doc_id, title, text, embedding in zip(rows[ID_FEATURE], rows["title"], rows["text"], rows["embedding"])
         }
 
-    def search(self, question: str, top_k: int = 10) -> list[Hit]:
+    def search(self, question: str, top_k: int = 10, mode: str | None = None) -> list[Hit]:
+        """Best first; `mode` (recorded, dense, hybrid) overrides the retriever's for this search only."""
+        weight = self.weight_for(mode)
         vector = self.encode([question])[0]
-        if self.bm25_weight:
-            return self.search_hybrid(question, vector, top_k)
+        if weight:
+            return self.search_hybrid(question, vector, top_k, weight)
         return self.search_vector(vector, top_k)
 
 
@@ -168,7 +186,7 @@ def feast_rankings(retriever: Retriever, queries: dict[str, str], query_ids: lis
     with console.progress(len(query_ids), "search via feast", "query") as bar:
         for qid, vector in zip(query_ids, vectors):
             if retriever.bm25_weight:
-                hits = retriever.search_hybrid(queries[qid], vector, CUTOFF)
+                hits = retriever.search_hybrid(queries[qid], vector, CUTOFF, retriever.bm25_weight)
             else:
                 hits = retriever.search_vector(vector, CUTOFF)
             rankings[qid] = [(hit.id, hit.score) for hit in hits]
