@@ -316,3 +316,20 @@ def test_index_serves_the_fusion_the_run_recorded_and_drops_stale_keywords(tmp_p
     build_repo(repo, scifact_slice, dataset.corpus, model=str(run / "model"))
     assert not keywords_dir(repo, view.name).exists()
     assert keywords_dir(repo, current_view(open_store(repo), repo).name).is_dir()
+
+
+def test_feasts_own_vector_store_reads_a_ragtune_repo(repo, retriever):
+    """Feast code can use a ragtune repo as it is: FeastVectorStore returns the same top 10 as ragtune's
+    dense search, in its own order (Feast does not sort by score), and its apply() of the view changes nothing."""
+    from feast.vector_store import FeastVectorStore
+
+    from ragtune.serving.repo import ID_FEATURE
+
+    view = current_view(open_store(repo), repo)
+    features = [f"{view.name}:{name}" for name in (ID_FEATURE, "title", "text")]
+    store = FeastVectorStore(str(repo), rag_view=view, features=features)
+    for question in ("folic acid and homocysteine", "insulin resistance in muscle", "p53 mutations in tumours"):
+        found = store.query(query_vector=retriever.encode([question])[0], top_k=10).to_dict()[ID_FEATURE]
+        assert sorted(found) == sorted(hit.id for hit in retriever.search(question, 10, "dense"))
+    after = current_view(open_store(repo), repo)
+    assert after.name == view.name and after.tags == view.tags

@@ -109,10 +109,12 @@ def handler_for(retriever, default_k: int) -> type[BaseHTTPRequestHandler]:
                     except UserError as exc:  # hybrid asked of a view without a keyword side or a weight
                         raise BadRequest(400, str(exc)) from None
                 self.reply(200, {"view": retriever.view.name, "mode": served, "hits": [asdict(h) for h in hits]})
-            except BadRequest as exc:
+            except BadRequest as exc:  # the body may be unread: this connection ends with the reply
+                self.close_connection = True
                 self.reply(exc.status, {"error": str(exc)})
             except Exception as exc:  # a failure inside: one line to the client and to the server's log
                 print(f"error: POST {self.path}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                self.close_connection = True
                 self.reply(500, {"error": f"{type(exc).__name__}: {exc}"})
 
     return Handler
