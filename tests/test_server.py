@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.serving.server import MAX_BODY, BadRequest, parse_search
+from ragtune.serving.server import MAX_BODY, BadRequest, body_length, parse_search
 
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
 
@@ -42,6 +42,14 @@ def test_a_search_request_is_read_or_refused_naming_the_field():
 
 
 QUESTION = "folic acid and homocysteine"
+
+
+def test_a_body_length_is_a_count_within_the_limit():
+    assert body_length("12") == 12 and body_length(None) == 0
+    for header, status in (("-1", 400), ("ten", 400), ("1e3", 400), (str(MAX_BODY + 1), 413)):
+        with pytest.raises(BadRequest) as caught:
+            body_length(header)
+        assert caught.value.status == status
 
 
 @pytest.fixture(scope="module")

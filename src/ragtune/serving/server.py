@@ -32,6 +32,16 @@ class BadRequest(Exception):
         self.status = status
 
 
+def body_length(header: str | None) -> int:
+    """Bytes to read from a Content-Length header: a 400 if it is not a count, a 413 if it is too many."""
+    text = (header or "0").strip()
+    if not text.isdigit():
+        raise BadRequest(400, f"Content-Length {text!r}: not a byte count")
+    if int(text) > MAX_BODY:
+        raise BadRequest(413, f"the body is {text} bytes; at most {MAX_BODY}")
+    return int(text)
+
+
 def parse_search(body: bytes, default_k: int) -> tuple[str, int, str | None]:
     """(query, k, mode) of a /search body, or BadRequest naming the field and what it takes."""
     try:
@@ -98,9 +108,7 @@ def handler_for(retriever, default_k: int) -> type[BaseHTTPRequestHandler]:
             try:
                 if self.path != "/search":
                     raise BadRequest(404, f"{self.path}: not found; POST /search or GET /healthz")
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    raise BadRequest(413, f"the body is {length} bytes; at most {MAX_BODY}")
+                length = body_length(self.headers.get("Content-Length"))
                 query, k, mode = parse_search(self.rfile.read(length), default_k)
                 with lock:
                     try:
