@@ -75,9 +75,13 @@ class Retriever:
         """The BM25 weight one request serves with: None keeps this retriever's, else as `mode` asks."""
         if mode is None:
             return self.bm25_weight
+        if mode == "dense":
+            return 0.0
         if mode == "hybrid":
             return self._serving_weight("hybrid", self.requested_weight)
-        return 0.0 if mode == "dense" or TAG + "keywords" not in self.view.tags else self._serving_weight(mode, 0.0)
+        if TAG + "keywords" not in self.view.tags:  # recorded, on a view that can only serve dense (warned at start)
+            return 0.0
+        return self._serving_weight("recorded", 0.0)
 
     def _check_model(self, model: str | None) -> str:
         from ragtune.retrieval.models import model_fingerprint, resolve_model
