@@ -94,7 +94,7 @@ def test_ids_line_up_with_titles_and_texts(repo, retriever, dataset):
         assert (by_id.loc[hit.id, "title"], by_id.loc[hit.id, "text"]) == (hit.title, hit.text)
     # The raw Feast response: our id feature and the title sit in the same row.
     raw = retriever.store.retrieve_online_documents_v2(
-        features=retriever.features, query=retriever.encode([question])[0].tolist(), top_k=25
+        features=retriever.feature_refs(["doc_id", "title"]), query=retriever.encode([question])[0].tolist(), top_k=25
     ).to_df()
     assert (by_id.loc[raw["doc_id"], "title"].to_numpy() == raw["title"].to_numpy()).all()
 

@@ -58,7 +58,6 @@ class Retriever:
         self._keywords: Keywords | None = None
         self.model = load_model(self.model_name, device)
         self.encode_batch_size = encode_batch_size
-        self.features = [f"{self.view.name}:{name}" for name in [ID_FEATURE, "title", "text", "embedding"]]
 
     @property
     def mode(self) -> str:
@@ -127,52 +126,80 @@ class Retriever:
         return encode(self.model, questions, self.encode_batch_size, "query", "encode queries")
 
     def search_vector(self, vector: np.ndarray, top_k: int) -> list[Hit]:
-        """Dense, best first. Ids come from the id feature, never from the entity column (misaligned in Feast 0.67)."""
+        """Dense, best first, with title and text."""
+        ids, scores, rows = self.nearest(vector, top_k, [ID_FEATURE, "title", "text"])
+        return [Hit(i, title, text, score) for i, title, text, score in zip(ids, rows["title"], rows["text"], scores)]
+
+    def nearest(self, vector: np.ndarray, top_k: int, names: list[str]) -> tuple[list[str], list[float], dict]:
+        """Ids and cosines of the top_k nearest passages, best first (ties by id), and the features `names` of each.
+
+        Milvus returns them unsorted. Ids come from the id feature, never from the entity column
+        (misaligned in Feast 0.67).
+        """
         if top_k <= 0:
             raise UserError(f"--top-k {top_k}: must be a positive integer")
         response = self.store.retrieve_online_documents_v2(
-            features=self.features, query=vector.tolist(), top_k=top_k, distance_metric="COSINE"
+            features=self.feature_refs(names), query=vector.tolist(), top_k=top_k, distance_metric="COSINE"
         ).to_dict()
-        hits = [
-            Hit(doc_id, title, text, float(score))
-            for doc_id, title, text, score in zip(
-                response[ID_FEATURE], response["title"], response["text"], response["distance"]
-            )
-        ]
-        return sorted(hits, key=lambda hit: (-hit.score, hit.id))
+        scores = [float(d) for d in response["distance"]]
+        order = sorted(range(len(scores)), key=lambda r: (-scores[r], response[ID_FEATURE][r]))
+        rows = {name: [response[name][r] for r in order] for name in names}
+        return rows[ID_FEATURE], [scores[r] for r in order], rows
 
     def search_hybrid(self, question: str, vector: np.ndarray, top_k: int, weight: float) -> list[Hit]:
         """`fuse` of cosine and BM25 over dense and keyword candidates, deepened until no passage outside
-        them could enter the top k (their scores are bounded by the last candidate of each list)."""
+        them could enter the top k (their scores are bounded by the last candidate of each list).
+
+        Dense candidates bring their cosine from the vector search. A keyword-only candidate's cosine is
+        at most the last dense one's, so only those that could still beat the dense candidates' k-th
+        fused score are read back for their embedding, and only the final k for title and text.
+        """
         lexical = self.keywords.bm25.corpus_scores(question)
-        depth = max(top_k, CUTOFF)
+        by_lexical = np.argsort(-lexical, kind="stable")
+        depth, size = max(top_k, CUTOFF), self.keywords.size
+        cosine: dict[str, float] = {}
         while True:
-            dense = [hit.id for hit in self.search_vector(vector, min(depth, self.keywords.size))]
-            by_words = np.argsort(-lexical, kind="stable")[:depth]
-            ids = list(dict.fromkeys(dense + [self.keywords.ids[r] for r in by_words]))
-            passages = self.passages(ids)
-            cosine = {i: float(vector @ passages[i][2]) for i in ids}
-            best_cosine, best_bm25 = cosine[dense[0]], float(lexical.max())
-            scores = fuse(
-                np.array([cosine[i] for i in ids]),
-                np.array([lexical[self.keywords.row[i]] for i in ids]),
-                weight,
-                best_cosine,
-                best_bm25,
-            )
+            depth = min(depth, size)
+            dense, scores, _ = self.nearest(vector, depth, [ID_FEATURE])
+            cosine.update(zip(dense, scores))
+            refs, last_cosine = (cosine[dense[0]], float(lexical[by_lexical[0]])), cosine[dense[-1]]
+            dense_scores = np.sort(self._fused(dense, [cosine[i] for i in dense], lexical, weight, refs))
+            kth = dense_scores[-top_k] if len(dense) >= top_k else -np.inf
+            seen = set(dense)
+            keyword_only = [self.keywords.ids[r] for r in by_lexical[:depth] if lexical[r] > 0]
+            keyword_only = [i for i in keyword_only if i not in seen]
+            ceilings = self._fused(keyword_only, [last_cosine] * len(keyword_only), lexical, weight, refs)
+            hopeful = [i for i, ceiling in zip(keyword_only, ceilings) if ceiling >= kth]
+            embeddings = self.features_of([i for i in hopeful if i not in cosine], ["embedding"])["embedding"]
+            cosine.update({i: float(vector @ embedding) for i, embedding in embeddings.items()})
+            ids = dense + hopeful
+            scores = self._fused(ids, [cosine[i] for i in ids], lexical, weight, refs)
             order = np.lexsort((ids, -scores))[:top_k]
-            bound = fuse(cosine[dense[-1]], lexical[by_words[-1]], weight, best_cosine, best_bm25)
-            if depth >= self.keywords.size or (len(order) == top_k and scores[order[-1]] >= bound):
-                return [Hit(ids[i], *passages[ids[i]][:2], float(scores[i])) for i in order]
+            bound = fuse(last_cosine, lexical[by_lexical[depth - 1]], weight, *refs)
+            if depth == size or (len(order) == top_k and scores[order[-1]] >= bound):
+                top = [ids[i] for i in order]
+                texts = self.features_of(top, ["title", "text"])
+                return [Hit(i, texts["title"][i], texts["text"][i], float(scores[r])) for i, r in zip(top, order)]
             depth *= 4
 
-    def passages(self, ids: list[str]) -> dict[str, tuple[str, str, np.ndarray]]:
-        """Title, text and embedding of passages by id, read from the online store."""
-        rows = self.store.get_online_features(features=self.features, entity_rows=[{ENTITY: i} for i in ids]).to_dict()
-        return {
-            doc_id: (title, text, np.asarray(embedding, dtype=np.float32))
-            for doc_id, title, text, embedding in zip(rows[ID_FEATURE], rows["title"], rows["text"], rows["embedding"])
-        }
+    def _fused(self, ids: list[str], cosines: list[float], lexical: np.ndarray, weight: float, refs) -> np.ndarray:
+        """`fuse` for passages by id, with the query's corpus-wide references (best cosine, best BM25)."""
+        return fuse(np.asarray(cosines, dtype=np.float64), lexical[[self.keywords.row[i] for i in ids]], weight, *refs)
+
+    def features_of(self, ids: list[str], names: list[str]) -> dict[str, dict]:
+        """Features `names` of passages by id, read from the online store: {name: {id: value}}."""
+        if not ids:
+            return {name: {} for name in names}
+        rows = self.store.get_online_features(
+            features=self.feature_refs([ID_FEATURE, *names]), entity_rows=[{ENTITY: i} for i in ids]
+        ).to_dict()
+        found = {name: dict(zip(rows[ID_FEATURE], rows[name])) for name in names}
+        if "embedding" in found:
+            found["embedding"] = {i: np.asarray(e, dtype=np.float32) for i, e in found["embedding"].items()}
+        return found
+
+    def feature_refs(self, names: list[str]) -> list[str]:
+        return [f"{self.view.name}:{name}" for name in names]
 
     def search(self, question: str, top_k: int = 10, mode: str | None = None) -> list[Hit]:
         """Best first; `mode` (recorded, dense, hybrid) overrides the retriever's for this search only."""
