@@ -106,9 +106,10 @@ def test_teacher_baseline_row_is_the_chosen_fusion(scifact_slice, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_model_whose_run_chose_hybrid_gets_its_served_row(scifact_slice, tmp_path):
+def test_a_model_whose_run_chose_hybrid_gets_its_served_row(scifact_slice, tmp_path, monkeypatch):
     """The served row is the fusion at the recorded weight, the teacher's fusion over the same model and BM25; a
-    model without a recorded fusion (the bundled one) has its dense row only. BM25 is bm25s' own ranking."""
+    model without a recorded fusion (the bundled one) has its dense row only. BM25 is bm25s' own ranking. A run
+    that shipped the base weights (the never-ship-worse gate) is not encoded a second time."""
     import shutil
 
     import bm25s
@@ -125,11 +126,20 @@ def test_a_model_whose_run_chose_hybrid_gets_its_served_row(scifact_slice, tmp_p
     teacher.mkdir()
     (teacher / "summary.json").write_text(json.dumps({"teacher": {"bm25_weight": 0.5}}))
     section = cfg.EvalConfig(
-        split="test", models=[str(run / "model")], baselines=["bm25", "teacher"], teacher_of=str(teacher)
+        split="test",
+        models=["all-MiniLM-L6-v2", str(run / "model")],
+        baselines=["bm25", "teacher"],
+        teacher_of=str(teacher),
     )
+    from ragtune.evaluate import run as evaluate_run
+
+    encoded = []
+    monkeypatch.setattr(evaluate_run, "encode", lambda *a, **k: encoded.append(a[1]) or encode(*a, **k))
     rows = evaluate(dataset, section, cfg.ModelConfig(device="cpu"))
+    assert len(encoded) == 1  # the queries, once: both models have the same weights
+    assert rows[str(run / "model")] == rows["all-MiniLM-L6-v2"]
     served = f"{run / 'model'} dense+bm25 (w=0.5)"
-    assert served in rows and rows[served] == pytest.approx(rows[f"teacher: dense+bm25 (w=0.5) over {run / 'model'}"])
+    assert served in rows and rows[served] == pytest.approx(rows["teacher: dense+bm25 (w=0.5) over all-MiniLM-L6-v2"])
     assert rows[served] != rows[str(run / "model")]
     qrels = evaluation_qrels(dataset, "test")
     query_ids = sorted(qrels)

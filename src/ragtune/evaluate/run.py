@@ -59,11 +59,14 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
     if "bm25" in e.baselines:
         results["bm25"] = retrieval_metrics(lexical, qrels)
     dense: Rankings = {}
+    encoded: dict[str, tuple] = {}  # by fingerprint: a run that shipped the base model is not encoded twice
     for index, name in enumerate(models):
-        encoder = load_model(name, model.device, model.backend)
         key = model_fingerprint(model_paths[name])
-        corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
-        query_emb = encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")
+        if key not in encoded:
+            encoder = load_model(name, model.device, model.backend)
+            corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
+            encoded[key] = corpus_emb, encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")
+        corpus_emb, query_emb = encoded[key]
         if index == 0 and teacher is not None:
             ranker = teachers.build_teacher(teacher, documents, corpus_emb, model.device, model.encode_batch_size)
             ranked = ranker.rank_corpus(query_texts, query_emb, CUTOFF)
