@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench_real_text import corpus_path
 from common import report_result
 
 from ragtune import api
@@ -34,15 +35,8 @@ from real_text import TRANSFORMS, read_corpus, variant  # noqa: E402
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo-zero-label.yaml"
 
 
-def corpus_file(data: Path) -> Path:
-    for name in ("corpus.jsonl", "corpus.jsonl.gz"):
-        if (data / name).exists():
-            return data / name
-    raise SystemExit(f"{data}: no corpus.jsonl(.gz); expected a BEIR directory")
-
-
 def transformed_copy(data: Path, name: str, out: Path) -> Path:
-    """A BEIR directory beside `out` whose corpus is `data`'s through transform `name`; queries and qrels copied."""
+    """A BEIR directory under `out` whose corpus is `data`'s through transform `name`; queries and qrels copied."""
     root = out / "data"
     if root.exists():
         shutil.rmtree(root)
@@ -50,7 +44,7 @@ def transformed_copy(data: Path, name: str, out: Path) -> Path:
     queries = next(p for p in (data / "queries.jsonl", data / "queries.jsonl.gz") if p.exists())
     shutil.copyfile(queries, root / queries.name)
     with open(root / "corpus.jsonl", "w", encoding="utf-8") as handle:
-        for row in variant(read_corpus(corpus_file(data)), name):
+        for row in variant(read_corpus(corpus_path(str(data))), name):
             handle.write(json.dumps(row) + "\n")
     return root
 
