@@ -22,7 +22,10 @@ from transformers import TrainerCallback
 from ragtune import api
 from ragtune import config as cfg
 from ragtune.errors import UserError
+from ragtune.io.prepared import Prepared
 from ragtune.retrieval.models import load_model, resolve_model
+from ragtune.train.heldout import HeldOutEvaluator
+from ragtune.train.plan import resolve_precision
 from ragtune.train.run import train
 
 pytestmark = pytest.mark.slow
@@ -102,7 +105,8 @@ def test_model_changes_and_all_artifacts_appear(finished_run):
     assert metrics["train"]["steps"] == 2 * 5  # 40 rows / batch 8, two epochs
     assert [h["epoch"] for h in metrics["history"]] == [0, 1, 2]
     assert metrics["base"]["ndcg@10"] == metrics["history"][0]["ndcg@10"]
-    assert metrics["tuned"]["ndcg@10"] == max(h["ndcg@10"] for h in metrics["history"])
+    best = max(metrics["history"], key=lambda h: h["ndcg@10"])
+    assert metrics["best_step"] == best["step"] == metrics["tuned"]["step"]
     assert load_model(str(run_dir / "model"), "cpu").max_seq_length == 256  # trained at 64, saved at full length
 
 
@@ -161,6 +165,29 @@ def test_activation_checkpointing_is_on_by_default_and_changes_no_weight(
     without = load_file(run_dir / "model" / "model.safetensors")
     assert with_it.keys() == without.keys()
     assert all(np.array_equal(with_it[k], without[k]) for k in with_it)
+
+
+def test_mixed_precision_trains_fast_and_reports_fp32(finished_run, prepared_dir):
+    """Steps and per-epoch encodes run in bf16 where the CPU computes it natively; the base's numbers, the
+    shipped model's numbers (what the gate compared) and its cached embeddings (a test below) are fp32."""
+    result, run_dir = finished_run
+    metrics = result.metrics
+    assert metrics.train["precision"] == resolve_precision("auto", "cpu")
+    assert cfg.load(run_dir / "config.yaml", {}).train.precision == metrics.train["precision"]
+    evaluator = HeldOutEvaluator(Prepared.load(prepared_dir), 64, 256, ("none", None))
+    similarity = "positive_pair_similarity"  # continuous: bf16 moves it by ~1e-3
+    shipped = evaluator.measure(load_model(str(run_dir / "model"), "cpu"), steps=metrics.best_step)
+    base = evaluator.measure(load_model("all-MiniLM-L6-v2", "cpu"), steps=0)
+    assert metrics.tuned[similarity] == pytest.approx(shipped[similarity], abs=1e-5)
+    assert metrics.base[similarity] == pytest.approx(base[similarity], abs=1e-5)
+    assert metrics.tuned["ndcg@10"] == pytest.approx(shipped["ndcg@10"], abs=1e-6)
+    last = metrics.history[-1]  # the last epoch is measured in fp32 (tests/test_heldout.py: the others in bf16)
+    assert last["step"] == metrics.best_step and last[similarity] == pytest.approx(shipped[similarity], abs=1e-5)
+
+
+def test_fp16_on_cpu_is_refused_with_the_fix(prepared_dir, tmp_path):
+    with pytest.raises(UserError, match="train.precision fp16 needs a CUDA device.*--precision bf16 or fp32"):
+        train(train_config(prepared_dir, tmp_path / "r", train__precision="fp16"))
 
 
 def test_remining_changes_the_negatives(finished_run):
@@ -332,7 +359,8 @@ def test_never_ship_worse_unless_asked(prepared_dir, tmp_path, capsys):
     assert f"best epoch 1 {metrics.best_tuned['ndcg@10']:.4f}" in out  # the summary names the epoch it means
     kept = api.train(train_config(prepared_dir, tmp_path / "kept", train__keep_worse=True, **worse))
     assert kept.metrics.shipped == "tuned" and kept.metrics.best_step == 5
-    assert kept.metrics.tuned["ndcg@10"] == pytest.approx(metrics.best_tuned["ndcg@10"], abs=1e-6)
+    epoch = next(h for h in kept.metrics.history if h["step"] == 5)  # measured as in the first run's history
+    assert epoch["ndcg@10"] == pytest.approx(next(h for h in metrics.history if h["step"] == 5)["ndcg@10"], abs=1e-6)
 
 
 def test_passages_only_data_trains_on_teacher_margins(tmp_path, prepared_dir):

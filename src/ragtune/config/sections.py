@@ -149,6 +149,12 @@ class TrainConfig:
         "recompute each layer's activations in the backward pass: bit-identical weights, far less memory, "
         "slower steps (docs/benchmarks.md: first run)",
     )
+    precision: str = _option(
+        "auto",
+        "training steps and per-epoch encodes: auto (bf16 where the device computes it natively: CPUs with "
+        "AVX512-BF16 or AMX, recent GPUs; fp16 on older GPUs; else fp32), bf16, fp16 (CUDA) or fp32; the "
+        "never-ship-worse gate and every reported number are fp32",
+    )
     hard_negative_update_frequency: int = _option(1, "re-mine hard negatives with the model every N epochs (0: never)")
     checkpoint_steps: int = _option(50, "save a resumable checkpoint every K optimizer steps")
     keep_checkpoints: bool = _option(
@@ -230,6 +236,7 @@ class Config:
 
 BACKENDS = ("kubernetes", "local")
 SERVING_MODES = ("recorded", "dense", "hybrid")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = r"auto|cpu|mps|cuda(:\d+)?"
 
 SECTIONS: dict[str, type] = {name: kind for name, kind in typing.get_type_hints(Config).items()}

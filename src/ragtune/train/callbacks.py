@@ -87,6 +87,10 @@ class RagtuneCallback(TrainerCallback):
         self.model, self.store, self.evaluator, self.state = model, store, evaluator, state
         self.duties, self.world, self.writer, self.fingerprint = duties, world, writer, fingerprint
         self.best_embeddings: np.ndarray | None = None  # corpus embeddings of the best model, this process
+        self.best_in_fp32 = False  # were they (and the best's history row) measured in fp32?
+
+    def on_train_begin(self, args, trainer_state, control, **kwargs):
+        self.evaluator.final_step = trainer_state.max_steps  # measured in fp32: it usually ships
 
     def on_epoch_begin(self, args, trainer_state, control, **kwargs):
         self._protect_best(args, trainer_state)  # after a resume too: the loaded Trainer state predates it
@@ -106,7 +110,7 @@ class RagtuneCallback(TrainerCallback):
         what = "the base model" if step == 0 else f"epoch {epoch}"
         self.say(f"{what}: {self.duties.label} nDCG@10 {scores[PRIMARY_METRIC]:.4f}" + (" (best)" if improved else ""))
         if improved:
-            self.best_embeddings = self.evaluator.corpus_embeddings
+            self.best_embeddings, self.best_in_fp32 = self.evaluator.corpus_embeddings, self.evaluator.measured_in_fp32
         control.should_training_stop |= stop
         d = self.duties
         if d.remine_every and step > 0 and epoch % d.remine_every == 0 and epoch < d.epochs and not stop:

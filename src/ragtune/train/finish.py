@@ -18,7 +18,7 @@ from ragtune.retrieval.fusion import choose_weight
 from ragtune.retrieval.metrics import METRICS, PRIMARY_METRIC
 from ragtune.retrieval.models import cache_dir, load_model, model_fingerprint
 from ragtune.train.averaging import choose_average
-from ragtune.train.heldout import HeldOutEvaluator, max_length
+from ragtune.train.heldout import HeldOutEvaluator, full_precision, max_length
 from ragtune.train.modelcard import write_model_card
 from ragtune.train.plan import RunPlan
 from ragtune.train.trainer import Session
@@ -44,6 +44,7 @@ def run_metrics(plan: RunPlan, session: Session, output, seconds: float) -> RunM
             "per_device_batch_size": t.batch_size,
             "global_batch_size": t.batch_size * world_size,
             "world_size": world_size,
+            "precision": t.precision,  # of the steps and the per-epoch history; base and tuned are fp32
             "samples": session.samples,
             "seconds": round(seconds, 1),
             "samples_per_second": output.metrics.get("train_samples_per_second"),
@@ -61,13 +62,16 @@ def ship(plan: RunPlan, session: Session, metrics: RunMetrics) -> None:
     model, evaluator, callback = session.model, session.evaluator, session.callback
     best_step = callback.state.best_step
     best = plan.base_path if best_step <= 0 else work_dir / "checkpoints" / f"checkpoint-{best_step}"
-    model.load_state_dict(load_model(str(best), m.device).state_dict())
-    if t.wise_alphas and best_step > 0:
-        base = load_model(m.name, m.device)
-        average_with_base(model, base, evaluator, t.wise_alphas, t.wise_prefer, metrics, callback)
-    record_fusion(model, evaluator, metrics, callback)
-    model.model_card_data.eval_results_dict[evaluator] = {k: metrics.tuned[k] for k in METRICS}  # these weights
-    finish_run(work_dir, model, session.full_length, metrics, config, plan.prepared.audit)
+    with full_precision(model):  # what ships, what it reports and its cached embeddings are fp32
+        model.load_state_dict(load_model(str(best), m.device).state_dict())
+        if best_step > 0 and not callback.best_in_fp32:
+            gate_in_fp32(model, plan, evaluator, metrics, callback)
+        if t.wise_alphas and metrics.best_step > 0:
+            base = load_model(m.name, m.device)
+            average_with_base(model, base, evaluator, t.wise_alphas, t.wise_prefer, metrics, callback)
+        record_fusion(model, evaluator, metrics, callback)
+        model.model_card_data.eval_results_dict[evaluator] = {k: metrics.tuned[k] for k in METRICS}  # these weights
+        finish_run(work_dir, model, session.full_length, metrics, config, plan.prepared.audit)
     if callback.best_embeddings is not None:  # the final model's corpus embeddings: evaluate reuses them
         key = model_fingerprint(work_dir / "model")
         store_corpus_embeddings(callback.best_embeddings, key, session.full_length, evaluator.documents, cache_dir(m))
@@ -85,6 +89,30 @@ def ship(plan: RunPlan, session: Session, metrics: RunMetrics) -> None:
         shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     if work_dir != plan.run_dir:  # the finished replacement takes the old run's place only now
         swap_in(work_dir, plan.run_dir)
+
+
+def gate_in_fp32(model, plan: RunPlan, evaluator: HeldOutEvaluator, metrics: RunMetrics, callback) -> None:
+    """A mixed-precision run chose its best epoch on bf16 (or fp16) encodes; the numbers it reports and
+    the never-ship-worse gate are fp32. The epoch is measured again (its corpus embeddings are the ones
+    evaluate reuses) against the base model's fp32 numbers; if it does not beat them, the base ships.
+    A resumed run measures its best epoch again too: its embeddings were made by another process."""
+    tuned = evaluator.measure(model, metrics.best_step)
+    if metrics.best_tuned and metrics.best_tuned["step"] == metrics.best_step:
+        metrics.best_tuned = {**metrics.best_tuned, **tuned}
+    score, base = tuned[PRIMARY_METRIC], metrics.base[PRIMARY_METRIC]
+    if score > base or plan.config.train.keep_worse:
+        metrics.tuned = {**metrics.tuned, **tuned}
+        callback.best_embeddings = evaluator.corpus_embeddings
+        return
+    callback.say(
+        f"in fp32 epoch {metrics.tuned['epoch']} scores {score:.4f}, not above the base model's {base:.4f}: "
+        "the base ships"
+    )
+    model.load_state_dict(load_model(str(plan.base_path), plan.config.model.device).state_dict())
+    metrics.best_step, metrics.shipped = 0, "base"
+    metrics.tuned = next(h for h in metrics.history if h["step"] == 0)
+    evaluator.measure(model, 0)  # the base's cached corpus embeddings
+    callback.best_embeddings = evaluator.corpus_embeddings
 
 
 def record_fusion(model, evaluator: HeldOutEvaluator, metrics: RunMetrics, callback) -> None:

@@ -6,12 +6,16 @@ the last call are kept: re-mining and the final model's embedding cache reuse th
 encoding the corpus again. Held-out synthetic queries are ranked with their source passage's
 query sentence cut out (eval.parquet's `positive`): in the full passage BM25-like overlap finds
 them, and that number rose on a corpus where real queries got worse (CHANGELOG.md).
+
+In a mixed-precision run the epochs are measured in bf16 (they choose the epoch and re-mine; the
+parity is in docs/benchmarks.md), the base model and the last epoch in fp32; if an earlier epoch
+is best, the end of the run (finish.py) measures it again in fp32 before the never-ship-worse gate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +38,22 @@ def max_length(model, length: int) -> Iterator[None]:
         model.max_seq_length = training_length
 
 
+@contextmanager
+def full_precision(model) -> Iterator[None]:
+    """fp32 encodes inside a mixed-precision run: accelerate wraps the model's forward in autocast and
+    keeps the original beside it (in fp32 runs there is nothing to undo)."""
+    original = model.__dict__.get("_original_forward")
+    if original is None:
+        yield
+        return
+    wrapped = model.forward
+    model.forward = original
+    try:
+        yield
+    finally:
+        model.forward = wrapped
+
+
 class HeldOutEvaluator(BaseEvaluator):
     def __init__(self, prepared: Prepared, batch_size: int, max_seq_length: int, base_cache: tuple[str, Path | None]):
         super().__init__()
@@ -51,6 +71,8 @@ class HeldOutEvaluator(BaseEvaluator):
         self.max_seq_length = max_seq_length
         self.base_cache = base_cache
         self.corpus_embeddings: np.ndarray | None = None
+        self.measured_in_fp32 = False  # were corpus_embeddings (and the last metrics) encoded in fp32?
+        self.final_step = -1  # the run's last step (the callback sets it): measured in fp32, it is what ships
         row_of = {did: i for i, did in enumerate(self.doc_ids)}
         judged = dict(zip(held_out["positive_id"], held_out["positive"]))
         self.replaced = {row_of[d]: text for d, text in judged.items() if text != self.documents[row_of[d]]}
@@ -70,9 +92,12 @@ class HeldOutEvaluator(BaseEvaluator):
 
     def measure(self, model, steps: int) -> dict[str, float]:
         """Held-out metrics of `model` (steps <= 0: the untouched base model, whose corpus embeddings are cached)."""
-        with max_length(model, self.max_seq_length):
+        # the base (as cached: the gate's reference) and the last epoch (the usual best) in fp32
+        precise = steps <= 0 or steps == self.final_step
+        with max_length(model, self.max_seq_length), full_precision(model) if precise else nullcontext():
             self.corpus_embeddings = self.encode_corpus(model, steps)  # the real corpus: re-mining, cache
             queries, corpus = self.judged_embeddings(model, self.corpus_embeddings)
+        self.measured_in_fp32 = precise or "_original_forward" not in model.__dict__
         metrics = retrieval_metrics(dense_rankings(queries, corpus, self.query_ids, self.doc_ids), self.qrels)
         q, d = np.array(self.pair_rows).T
         metrics["positive_pair_similarity"] = float(np.mean(np.sum(queries[q] * corpus[d], axis=1)))

@@ -53,7 +53,10 @@ def plan_run(config: cfg.Config, world: World, resume: bool, overwrite: bool, he
     t, m = config.train, config.model
     prepared = Prepared.load(Path(t.prepared))
     loss = resolve_loss(t.loss, "label" in prepared.samples and prepared.samples["label"].notna().any())
-    config = cfg.replace(config, **{"train.loss": loss})  # config.yaml and the card name the loss that trained
+    device = pick_device(m.device)
+    precision = resolve_precision(t.precision, device)
+    # config.yaml and the card name the loss and precision that trained
+    config = cfg.replace(config, **{"train.loss": loss, "train.precision": precision})
     t = config.train
     fingerprint = {"data": data_fingerprint(Path(t.prepared)), "settings": cfg.training_settings(config)}
     base_path = resolve_model(m.name)
@@ -69,7 +72,7 @@ def plan_run(config: cfg.Config, world: World, resume: bool, overwrite: bool, he
         remine_every = 0  # the teacher's margins belong to the negatives prepare mined
         if world.is_main:
             print(f"{loss}: re-mining is off (the teacher's margins were computed for the prepared negatives)")
-    use_cuda = pick_device(m.device).startswith("cuda")
+    use_cuda = device.startswith("cuda")
     timeout = collective_timeout(len(prepared.corpus), world)
     init_process_group(world, use_cuda, timeout)
     continuing = resume or elastic_restart()
@@ -83,6 +86,21 @@ def plan_run(config: cfg.Config, world: World, resume: bool, overwrite: bool, he
     return RunPlan(
         config, prepared, world, start, fingerprint, base_path, base_weights, held_out, remine_every, use_cuda, timeout
     )
+
+
+def resolve_precision(setting: str, device: str) -> str:
+    """`auto` is bf16 only where the device computes it natively (elsewhere it is emulated, slower than
+    fp32), fp16 on a GPU without bf16, else fp32. Measured in docs/benchmarks.md (first run)."""
+    import torch
+
+    if setting == "fp16" and not device.startswith("cuda"):
+        raise UserError(f"train.precision fp16 needs a CUDA device (this run: {device}); pass --precision bf16 or fp32")
+    if setting != "auto":
+        return setting
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    native = device == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "bf16" if native else "fp32"
 
 
 def held_out_description(summary: dict) -> dict:

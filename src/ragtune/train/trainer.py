@@ -95,11 +95,9 @@ def training_dataset(samples, store: NegativeStore, columns: tuple[str, ...]):
 
 
 def training_arguments(t: cfg.TrainConfig, run_dir: Path, world, use_cuda: bool, timeout: int, fresh: bool):
-    import torch
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
-    bf16 = use_cuda and torch.cuda.is_bf16_supported()
     return SentenceTransformerTrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
@@ -118,8 +116,8 @@ def training_arguments(t: cfg.TrainConfig, run_dir: Path, world, use_cuda: bool,
         report_to="none",
         seed=t.seed,
         data_seed=t.seed,
-        bf16=bf16,
-        fp16=use_cuda and not bf16,
+        bf16=t.precision == "bf16",  # accelerate runs the model's forward under autocast: steps and encodes
+        fp16=t.precision == "fp16",
         use_cpu=not use_cuda,
         ddp_backend=backend(use_cuda) if world.distributed else None,
         ddp_timeout=timeout,
