@@ -40,7 +40,7 @@ class Section:
 SECTIONS = {
     "quality": Section("Retrieval quality on SciFact test, and the demo's wall time", ("ragtune demo",)),
     "first_run": Section(
-        "make demo on a fresh clone: install, wall time, peak RSS, with and without activation checkpointing",
+        "make demo on a fresh clone: install, wall time, peak RSS, the defaults against fp32",
         ("python benchmarks/bench_first_run.py",),
     ),
     "passages": Section(
