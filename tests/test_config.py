@@ -36,6 +36,7 @@ def test_written_config_reloads_identically(tmp_path):
         ("mining:\n  range_max: fifty\n", "mining.range_max: expected int"),
         ("mining:\n  range_max: true\n", "mining.range_max: expected int"),
         ("mining: [1, 2]\n", "section 'mining' must be a mapping"),
+        ("train:\n  activation_checkpointing_every_n_layers: -1\n", "every_n_layers must be 0 or more"),
         ("mining:\n  range_min: 60\n", "range_min < range_max"),
         ("data:\n  eval_fraction: 1.5\n", "data.eval_fraction"),
         ("data:\n  eval_fraction: 0\n", "data.eval_fraction must be a number in \\(0, 1\\)"),

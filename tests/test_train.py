@@ -153,14 +153,15 @@ def test_best_checkpoint_survives_rotation_and_is_the_model(finished_run):
         assert all(np.array_equal(kept[k], final[k]) for k in final)
 
 
-def test_activation_checkpointing_is_on_by_default_and_changes_no_weight(
-    finished_run, checkpointing_seen, prepared_dir, tmp_path
-):
-    """It trades time for memory only: the same run without it ends in bit-identical weights."""
+def test_activation_checkpointing_changes_no_weight(finished_run, checkpointing_seen, prepared_dir, tmp_path):
+    """It trades time for memory only: the same run without it ends in bit-identical weights. The default
+    recomputes every third layer in bf16 and every layer in fp32 (the Trainer's every_n_layers)."""
     off = CheckpointingSeen()
     run_dir = tmp_path / "run"
     train(train_config(prepared_dir, run_dir, train__activation_checkpointing=False), callbacks=(off,))
-    assert checkpointing_seen.layers == [True] * 6 and off.layers == [False] * 6
+    every = 3 if finished_run[0].metrics.train["precision"] == "bf16" else 1
+    assert checkpointing_seen.layers == [i % every == 0 for i in range(6)] and off.layers == [False] * 6
+    assert cfg.load(finished_run[1] / "config.yaml", {}).train.activation_checkpointing_every_n_layers == every
     with_it = load_file(finished_run[1] / "model" / "model.safetensors")
     without = load_file(run_dir / "model" / "model.safetensors")
     assert with_it.keys() == without.keys()

@@ -167,6 +167,7 @@ def validate(config: Config, source: str = "config") -> None:
         (t.loss in (AUTO, *LOSSES), "train.loss", "one of " + ", ".join((AUTO, *LOSSES))),
         (t.precision in PRECISIONS, "train.precision", " or ".join(PRECISIONS)),
         (t.epochs > 0, "train.epochs", "a positive integer"),
+        (t.activation_checkpointing_every_n_layers >= 0, "train.activation_checkpointing_every_n_layers", "0 or more"),
         (t.learning_rate > 0, "train.learning_rate", "a positive number"),
         (t.batch_size > 1, "train.batch_size", "at least 2 (in-batch negatives need company)"),
         (t.mini_batch_size > 0, "train.mini_batch_size", "a positive integer"),

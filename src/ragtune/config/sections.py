@@ -149,6 +149,11 @@ class TrainConfig:
         "recompute each layer's activations in the backward pass: bit-identical weights, far less memory, "
         "slower steps (docs/benchmarks.md: first run)",
     )
+    activation_checkpointing_every_n_layers: int = _option(
+        0,
+        "recompute only every Nth transformer layer, keep the others' activations (the Trainer's every_n_layers; "
+        "0: 3 under bf16 or fp16, 1 in fp32, whose activations are twice the size)",
+    )
     precision: str = _option(
         "auto",
         "training steps and per-epoch encodes: auto (bf16 where the device computes it natively: CPUs with "

@@ -35,6 +35,7 @@ RESUME_NEUTRAL = {
     "train.checkpoint_steps",
     "train.keep_checkpoints",
     "train.activation_checkpointing",
+    "train.activation_checkpointing_every_n_layers",
     "train.logging_steps",
     *MODEL_IO,
 }

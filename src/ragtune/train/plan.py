@@ -55,8 +55,17 @@ def plan_run(config: cfg.Config, world: World, resume: bool, overwrite: bool, he
     loss = resolve_loss(t.loss, "label" in prepared.samples and prepared.samples["label"].notna().any())
     device = pick_device(m.device)
     precision = resolve_precision(t.precision, device)
-    # config.yaml and the card name the loss and precision that trained
-    config = cfg.replace(config, **{"train.loss": loss, "train.precision": precision})
+    # bf16 and fp16 activations take half of fp32's memory: keep two layers in three (docs/benchmarks.md: first run)
+    every_n_layers = t.activation_checkpointing_every_n_layers or (1 if precision == "fp32" else 3)
+    # config.yaml and the card name the loss, precision and checkpointing that trained
+    config = cfg.replace(
+        config,
+        **{
+            "train.loss": loss,
+            "train.precision": precision,
+            "train.activation_checkpointing_every_n_layers": every_n_layers,
+        },
+    )
     t = config.train
     fingerprint = {"data": data_fingerprint(Path(t.prepared)), "settings": cfg.training_settings(config)}
     base_path = resolve_model(m.name)
