@@ -1,8 +1,11 @@
 """Real short training runs with the bundled model on a 200-passage slice."""
 
+import contextlib
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,7 +61,10 @@ def checkpointing_seen():
 def finished_run(prepared_dir, tmp_path_factory, checkpointing_seen):
     run_dir = tmp_path_factory.mktemp("runs") / "run"
     config = train_config(prepared_dir, run_dir, train__keep_checkpoints=True)
-    return train(config, callbacks=(checkpointing_seen,)), run_dir
+    with contextlib.redirect_stdout(io.StringIO()) as said:  # the event lines, for the tests to read
+        result = train(config, callbacks=(checkpointing_seen,))
+    (run_dir.parent / "said.txt").write_text(said.getvalue())
+    return result, run_dir
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +190,11 @@ def test_mixed_precision_trains_fast_and_reports_fp32(finished_run, prepared_dir
     assert metrics.tuned["ndcg@10"] == pytest.approx(shipped["ndcg@10"], abs=1e-6)
     last = metrics.history[-1]  # the last epoch is measured in fp32 (tests/test_heldout.py: the others in bf16)
     assert last["step"] == metrics.best_step and last[similarity] == pytest.approx(shipped[similarity], abs=1e-5)
+    said = (run_dir.parent / "said.txt").read_text()
+    precision = metrics.train["precision"]
+    if precision != "fp32":  # a mixed-precision measure says so; the fp32 ones do not
+        assert re.search(rf"^epoch 1: held-out nDCG@10 [\d.]+ \({precision} encode\)", said, re.M), said
+    assert re.search(r"^epoch 2: held-out nDCG@10 [\d.]+( \(best\))?$", said, re.M), said
 
 
 def test_fp16_on_cpu_is_refused_with_the_fix(prepared_dir, tmp_path):

@@ -55,6 +55,7 @@ class Duties:
     guard: MiningParams
     keep_worse: bool = False
     label: str = "held-out"  # or "held-out synthetic", for queries made from the passages
+    precision: str = "fp32"  # of the steps; an epoch's held-out measure under bf16/fp16 says so
 
 
 CEILING = 0.95  # a base model scoring this much leaves no room to show a gain
@@ -108,7 +109,11 @@ class RagtuneCallback(TrainerCallback):
         if step == 0 and self.world.is_main and (doubt := undecidable(len(self.evaluator.query_ids), scores)):
             warnings.warn(f"the {self.duties.label} split: {doubt}", stacklevel=2)
         what = "the base model" if step == 0 else f"epoch {epoch}"
-        self.say(f"{what}: {self.duties.label} nDCG@10 {scores[PRIMARY_METRIC]:.4f}" + (" (best)" if improved else ""))
+        encoded = "" if self.evaluator.measured_in_fp32 else f" ({self.duties.precision} encode)"
+        self.say(
+            f"{what}: {self.duties.label} nDCG@10 {scores[PRIMARY_METRIC]:.4f}{encoded}"
+            + (" (best)" if improved else "")
+        )
         if improved:
             self.best_embeddings, self.best_in_fp32 = self.evaluator.corpus_embeddings, self.evaluator.measured_in_fp32
         control.should_training_stop |= stop
