@@ -131,6 +131,22 @@ def connect_fresh_if_stale(online, config) -> None:
         online._connect(config)
 
 
+def read_online(store, read):
+    """`read()` of the online store; once more on a fresh connection if its channel was closed.
+
+    `connect_fresh_if_stale` in another store of this process (a second Retriever, Feast's own
+    FeastVectorStore) drops pymilvus' whole pool, which closes this store's channel too."""
+    try:
+        return read()
+    except Exception as exc:
+        if "closed channel" not in str(exc):
+            raise
+    online = store._get_provider().online_store
+    online.client = None
+    connect_fresh_if_stale(online, store.config)
+    return read()
+
+
 def passage_entity():
     from feast import Entity, ValueType
 

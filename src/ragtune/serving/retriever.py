@@ -16,7 +16,7 @@ from ragtune.io.data import Dataset
 from ragtune.retrieval.fusion import FusionChoice, fuse, mode_name
 from ragtune.retrieval.metrics import CUTOFF, Rankings
 from ragtune.serving.keywords import Keywords, keywords_dir
-from ragtune.serving.repo import ENTITY, ID_FEATURE, TAG, connect_online, current_view, open_store
+from ragtune.serving.repo import ENTITY, ID_FEATURE, TAG, connect_online, current_view, open_store, read_online
 
 
 @dataclass
@@ -138,9 +138,12 @@ class Retriever:
         """
         if top_k <= 0:
             raise UserError(f"--top-k {top_k}: must be a positive integer")
-        response = self.store.retrieve_online_documents_v2(
-            features=self.feature_refs(names), query=vector.tolist(), top_k=top_k, distance_metric="COSINE"
-        ).to_dict()
+        response = read_online(
+            self.store,
+            lambda: self.store.retrieve_online_documents_v2(
+                features=self.feature_refs(names), query=vector.tolist(), top_k=top_k, distance_metric="COSINE"
+            ).to_dict(),
+        )
         scores = [float(d) for d in response["distance"]]
         order = sorted(range(len(scores)), key=lambda r: (-scores[r], response[ID_FEATURE][r]))
         rows = {name: [response[name][r] for r in order] for name in names}
@@ -190,9 +193,12 @@ class Retriever:
         """Features `names` of passages by id, read from the online store: {name: {id: value}}."""
         if not ids:
             return {name: {} for name in names}
-        rows = self.store.get_online_features(
-            features=self.feature_refs([ID_FEATURE, *names]), entity_rows=[{ENTITY: i} for i in ids]
-        ).to_dict()
+        rows = read_online(
+            self.store,
+            lambda: self.store.get_online_features(
+                features=self.feature_refs([ID_FEATURE, *names]), entity_rows=[{ENTITY: i} for i in ids]
+            ).to_dict(),
+        )
         found = {name: dict(zip(rows[ID_FEATURE], rows[name])) for name in names}
         if "embedding" in found:
             found["embedding"] = {i: np.asarray(e, dtype=np.float32) for i, e in found["embedding"].items()}
