@@ -59,14 +59,14 @@ def evaluate(dataset: Dataset, e, model) -> dict[str, dict[str, float]]:
     if "bm25" in e.baselines:
         results["bm25"] = retrieval_metrics(lexical, qrels)
     dense: Rankings = {}
-    encoded: dict[str, tuple] = {}  # by fingerprint: a run that shipped the base model is not encoded twice
+    encoded_key = None  # one model's embeddings held at a time; a run that shipped the base follows the base
     for index, name in enumerate(models):
         key = model_fingerprint(model_paths[name])
-        if key not in encoded:
+        if key != encoded_key:
             encoder = load_model(name, model.device, model.backend)
             corpus_emb = encode_corpus_cached(encoder, key, documents, model.encode_batch_size, cache_dir(model))
-            encoded[key] = corpus_emb, encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")
-        corpus_emb, query_emb = encoded[key]
+            query_emb = encode(encoder, query_texts, model.encode_batch_size, "query", "encode queries")
+            encoded_key = key
         if index == 0 and teacher is not None:
             ranker = teachers.build_teacher(teacher, documents, corpus_emb, model.device, model.encode_batch_size)
             ranked = ranker.rank_corpus(query_texts, query_emb, CUTOFF)
