@@ -6,8 +6,8 @@ trained with the defaults it gets and judged on the test claims over the full co
 - labels: the N claims, --judge-fraction of them held out to pick the epoch and the fusion weight
   (0.3: 30 of 100, the fewest that decide; the default 0.1 would leave 10);
 - synthetic: passages only (`data.zero_label`, the zero-label recipe, --passages training passages);
-- both: the N claims plus the synthetic queries and teacher margins (`synthetic.add_to_labels`),
-  the held-out share of the claims still judging.
+- both (`synthetic.add_to_labels`, two stages): the passages first with the zero-label recipe, then the
+  N claims starting from that model; the same held-out share of the claims judges both stages.
 BM25 and the base model are measured in the same run.
 
     python benchmarks/bench_few_labels.py [--labels 100 --labels 300] [--passages 800] [--judge-fraction 0.3]
@@ -62,7 +62,11 @@ def run_arm(data: Path, arm: str, options: argparse.Namespace, out: Path) -> tup
     api.prepare(cfg.load(None, {**keys, "data.output": str(prepared)}), overwrite=True)
     config = cfg.load(None, {**keys, "train.prepared": str(prepared), "train.output": str(out / arm)})
     trained = api.train(config, overwrite=True)
-    return trained.model_dir, {"shipped": trained.metrics.shipped, "steps": trained.metrics.train["steps"]}
+    steps = trained.metrics.train["steps"]
+    first = out / f"{arm}-passages" / "metrics.json"  # the two-stage arm's first stage
+    if first.is_file():
+        steps = f"{json.loads(first.read_text())['train']['steps']}+{steps}"
+    return trained.model_dir, {"shipped": trained.metrics.shipped, "steps": steps}
 
 
 def main() -> None:

@@ -133,18 +133,20 @@ def test_eval_data_must_judge_the_same_corpus(tmp_path):
 
 
 @pytest.mark.slow
-def test_labels_plus_synthetic_queries_train_together_and_the_labels_judge(slice_dataset, prepared):
-    """synthetic.add_to_labels (#31, few labels): synthetic queries and teacher margins join the labelled
-    queries; held-out judging stays with real queries, the same ones as without it."""
+def test_labels_plus_synthetic_queries_prepare_two_stages_that_the_labels_judge(slice_dataset, prepared):
+    """synthetic.add_to_labels (#31, few labels): the labelled stage is what it is without the flag; a
+    passages stage (synthetic queries, teacher margins) trains first, judged by the same real queries."""
     import dataclasses
 
     synthetic = dataclasses.replace(CONFIG.synthetic, add_to_labels=True, passages=60, evidence_queries=30)
     both = prepare(slice_dataset, CONFIG.data, CONFIG.model, CONFIG.mining, synthetic, NOW)
-    anchors = set(both.samples["anchor_id"])
-    assert set(prepared.samples["anchor_id"]) <= anchors  # every labelled training query still trains
-    made = {a.split(":")[0] for a in anchors - set(slice_dataset.qrels["train"])}
-    assert made >= {"ict", "crop", "terms"}, made
-    assert set(both.eval["anchor_id"]) == set(prepared.eval["anchor_id"])  # the same real judges
-    assert both.summary["eval_kind"] == "real" and both.summary["teacher"]["kind"] == "fusion"
-    assert not anchors & set(slice_dataset.qrels["test"])
-    assert both.samples["label"].notna().any()  # the teacher's margins
+    pd.testing.assert_frame_equal(both.samples, prepared.samples)  # the labelled stage is unchanged
+    first = both.passages_stage
+    anchors = set(first.samples["anchor_id"])
+    assert {a.split(":")[0] for a in anchors} >= {"ict", "crop", "terms"}, anchors
+    assert not anchors & (set(slice_dataset.qrels["train"]) | set(slice_dataset.qrels["test"]))
+    assert set(first.eval["anchor_id"]) == set(prepared.eval["anchor_id"])  # the same real judges
+    assert set(first.eval["positive_id"]) == set(prepared.eval["positive_id"])
+    assert first.summary["eval_kind"] == "real" and first.summary["eval_source"] == prepared.summary["eval_source"]
+    assert first.summary["teacher"]["kind"] == "fusion" and first.samples["label"].notna().any()
+    assert prepared.passages_stage is None

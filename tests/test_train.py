@@ -403,6 +403,42 @@ def test_passages_only_data_trains_on_teacher_margins(tmp_path, prepared_dir):
         train(train_config(prepared_dir, tmp_path / "mined", train__loss="margin-mse"))
 
 
+def test_labels_with_synthetic_train_in_two_stages_that_resume_each(scifact_slice, tmp_path, capsys):
+    """--add-synthetic (#31, item 6): the passages train first with the zero-label recipe into RUN-passages,
+    then the labelled queries start from its model, whose negatives it re-mines before the first step;
+    the same labelled queries judge both, and --resume finds both finished."""
+    from ragtune.io.runinfo import RunMetrics
+
+    prepared = tmp_path / "prepared"
+    settings = {"data.eval_fraction": 0.15, "mining.range_min": 0, "mining.min_score": 0.1}
+    synthetic = {"synthetic.passages": 20, "synthetic.queries_per_passage": 1, "synthetic.evidence_queries": 30}
+    api.prepare(
+        cfg.load(
+            None,
+            {"data.path": str(scifact_slice), "data.output": str(prepared), "synthetic.add_to_labels": True}
+            | settings
+            | synthetic,
+        )
+    )
+    assert (prepared / "passages" / "train.parquet").is_file()
+    config = train_config(prepared, tmp_path / "run", train__epochs=1, train__batch_size=4)
+    capsys.readouterr()
+    result = api.train(config)
+    said = capsys.readouterr().out
+    assert f"two stages: the passages into {tmp_path / 'run-passages'}" in said
+    first = RunMetrics.load(tmp_path / "run-passages")
+    recipe = cfg.load(tmp_path / "run-passages" / "config.yaml").train  # the zero-label recipe
+    assert first.train["loss"] == "margin-mse" and (recipe.epochs, recipe.wise_alphas) == (1, [0.5])
+    assert first.heldout == result.metrics.heldout and first.heldout["kind"] == "real"
+    started = cfg.load(tmp_path / "run" / "config.yaml")
+    assert started.model.name == str(tmp_path / "run-passages" / "model")
+    assert result.metrics.base["ndcg@10"] == pytest.approx(first.tuned["ndcg@10"], abs=1e-4)
+    assert result.metrics.train["loss"] == "mnrl"
+    assert result.metrics.remining[0]["step"] == 0 and "re-mined with the starting model" in said
+    again = api.train(config, resume=True)
+    assert again.already_complete and capsys.readouterr().out.count("already complete") == 2
+
+
 def test_wise_average_is_measured_and_ships_when_it_beats_the_epoch(prepared_dir, tmp_path, capsys):
     """A broken epoch (lr 3e-2, kept with --keep-worse) against two averages: the one near the base wins and ships."""
     from ragtune.io.prepared import Prepared

@@ -116,9 +116,10 @@ def train(
     resolve_model(config.model.name)
     from ragtune.train import run as stage
 
-    result = stage.train(config, resume=resume, overwrite=overwrite, callbacks=callbacks)
-    stage.print_summary(result, config)
-    return result
+    runs = stage.stages(config)
+    for run in runs[:-1]:  # the passages stage of a two-stage prepared directory
+        check_outputs(run, "train", overwrite, config_file, resume)
+    return stage.train_stages(runs, resume=resume, overwrite=overwrite, callbacks=callbacks)
 
 
 def report(run_dir: Path, eval_dir: Path | None = None, output: Path | None = None, overwrite: bool = False) -> Path:

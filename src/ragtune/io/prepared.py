@@ -16,6 +16,7 @@ import pandas as pd
 from ragtune.errors import UserError
 
 TABLES = {"samples": "train.parquet", "eval": "eval.parquet", "corpus": "corpus.parquet"}
+PASSAGES_STAGE = "passages"  # the subdirectory of a two-stage prepared directory that trains first
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Prepared:
     corpus: pd.DataFrame
     summary: dict = field(default_factory=dict)
     audit: dict = field(default_factory=dict)
+    passages_stage: Prepared | None = None  # labelled input with synthetic.add_to_labels: trains first
 
     @classmethod
     def load(cls, directory: Path) -> Prepared:
@@ -47,6 +49,9 @@ class Prepared:
         (directory / "audit.json").write_text(json.dumps(self.audit, indent=2) + "\n", encoding="utf-8")
         (directory / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n", encoding="utf-8")
         (directory / "config.yaml").write_text(config_yaml, encoding="utf-8")
+        if self.passages_stage is not None:
+            (directory / PASSAGES_STAGE).mkdir()
+            self.passages_stage.write(directory / PASSAGES_STAGE, config_yaml)
 
     def describe(self, directory: Path) -> str:
         """A few lines a person reads after `prepare`; the full record stays in summary.json and audit.json."""
@@ -76,6 +81,9 @@ class Prepared:
             why = ", ".join(f"{n:,} {rule.replace('_', ' ')}" for rule, n in a["without_negative_by"].items())
             lines.append(f"  pairs without a negative, by the rule that removed their last candidate: {why}")
         lines.append(f"  details: {directory / 'summary.json'}, {directory / 'audit.json'}")
+        if self.passages_stage is not None:
+            lines.append("trains first, from the passages (then the labelled queries from its model):")
+            lines.append(self.passages_stage.describe(directory / PASSAGES_STAGE))
         return "\n".join(lines)
 
 
@@ -98,6 +106,12 @@ def resolve(directory: Path) -> Path:
     if missing:
         raise UserError(f"{directory}: missing {', '.join(missing)}; pass the output of `ragtune prepare` to --data")
     return directory
+
+
+def passages_stage(directory: Path) -> Path | None:
+    """The prepared directory that trains first, if `directory` was prepared in two stages."""
+    first = resolve(directory) / PASSAGES_STAGE
+    return first if (first / "summary.json").is_file() else None
 
 
 def data_fingerprint(directory: Path) -> dict[str, str]:

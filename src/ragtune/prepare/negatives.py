@@ -45,6 +45,7 @@ class Mined:
     audit: MiningAudit
     teacher: dict | None = None  # the zero-label teacher, as summary.json records it
     check: zero_label.TeacherCheck | None = None  # its scores: vetoes and margins
+    mined_with: str = ""  # fingerprint of the model that mined: train re-mines if another model starts
 
 
 def mine_negatives(
@@ -68,7 +69,7 @@ def mine_negatives(
     query_emb = encode(encoder, texts, model.encode_batch_size, "query", "encode queries")
     spare = zero_label.TEACHER_SPARE if with_teacher else 0
     hard, audit = mine(query_emb, corpus_emb, p.pairs, p.positives, p.sources, MiningParams.of(mining, wanted + spare))
-    mined = Mined(hard, audit)
+    mined = Mined(hard, audit, mined_with=key)
     if with_teacher:
         evidence = teachers.Evidence(encoder, dataset.corpus, made.evidence, corpus_emb, model.encode_batch_size)
         mined.teacher = teachers.choose(synthetic, evidence)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,24 +180,18 @@ def eval_frame(
 def training_queries(
     dataset: Dataset, data: DataConfig, synthetic: SyntheticConfig, real: Dataset | None, cache: Path | None
 ) -> tuple[Dataset, zero_label.SyntheticInput | None, Splits]:
-    """The queries that train and those that judge: real ones, synthetic ones made from the passages, or
-    (synthetic.add_to_labels) the labelled ones plus synthetic ones, the labelled ones still judging."""
+    """The queries that train and those that judge: real ones, or synthetic ones made from the passages."""
     passages = dataset.kind == "passages"
     if passages and not synthetic.generators and not dataset.queries:
         raise UserError(
             f"{data.path}: no passage has a title, and synthetic.generators is [] (titles as the only queries); "
             "give the passages titles, or keep the generators"
         )
-    if not synthetic.generators or not (passages or synthetic.add_to_labels):
+    if not synthetic.generators or not passages:
         return dataset, None, split_queries(dataset, data.eval_fraction, data.seed, real, data.eval_split)
     zero_label.check(synthetic)  # before slow work
     made = zero_label.synthetic_dataset(dataset, synthetic, data.seed, cache)
-    if passages:
-        return made.dataset, made, split_queries(made.dataset, data.eval_fraction, data.seed, real, data.eval_split)
-    splits = split_queries(dataset, data.eval_fraction, data.seed, real, data.eval_split)
-    splits.train = splits.train | made.dataset.qrels["train"]
-    queries = dataset.queries | {qid: made.dataset.queries[qid] for qid in made.dataset.qrels["train"]}
-    return Dataset(dataset.kind, dataset.corpus, queries, dataset.qrels), made, splits
+    return made.dataset, made, split_queries(made.dataset, data.eval_fraction, data.seed, real, data.eval_split)
 
 
 def prepare(
@@ -207,7 +202,49 @@ def prepare(
     synthetic: SyntheticConfig,
     timestamp: datetime,
 ) -> Prepared:
+    """Labelled or passages-only input; with synthetic.add_to_labels, labelled input in two stages: the
+    passages first (the zero-label recipe, in `Prepared.passages_stage`), then the labels, the same
+    held-out labelled queries judging both."""
     real = load_eval_data(data, dataset.corpus)
+    if not (synthetic.add_to_labels and dataset.kind == "beir" and synthetic.generators):
+        return prepare_stage(dataset, data, model, mining, synthetic, timestamp, real)
+    zero_label.check(synthetic)  # before slow work
+    labels = prepare_stage(dataset, data, model, mining, synthetic, timestamp, real)
+    judged = labels.eval
+    judges = Dataset(
+        "beir",
+        dataset.corpus,
+        dict(zip(judged["anchor_id"], judged["anchor"])),
+        {JUDGES: qrels_of(judged)},
+    )
+    passages = Dataset("passages", dataset.corpus, {}, {})
+    first = prepare_stage(
+        passages, dataclasses.replace(data, eval_split=JUDGES), model, mining, synthetic, timestamp, judges
+    )
+    first.summary["eval_source"] = labels.summary["eval_source"]
+    labels.passages_stage = first
+    return labels
+
+
+JUDGES = "judges"  # the split name of the labelled held-out queries when they judge the passages stage
+
+
+def qrels_of(judged: pd.DataFrame) -> Qrels:
+    qrels: Qrels = {}
+    for qid, did, score in zip(judged["anchor_id"], judged["positive_id"], judged["score"]):
+        qrels.setdefault(qid, {})[did] = float(score)
+    return qrels
+
+
+def prepare_stage(
+    dataset: Dataset,
+    data: DataConfig,
+    model: ModelConfig,
+    mining: MiningConfig,
+    synthetic: SyntheticConfig,
+    timestamp: datetime,
+    real: Dataset | None,
+) -> Prepared:
     dataset, made, splits = training_queries(dataset, data, synthetic, real, cache_dir(model))
     corpus = dataset.corpus
     p = Pairs.of(corpus, splits.train)
@@ -232,6 +269,7 @@ def prepare(
         "eval_source": splits.eval_source,
         "eval_kind": splits.eval_kind,
         "samples": samples["kind"].value_counts().to_dict(),
+        **({"mined_with": mined.mined_with} if mined.mined_with else {}),
         **({"synthetic": made.audit} if made else {}),
         **({"teacher": mined.teacher} if mined.teacher else {}),
     }

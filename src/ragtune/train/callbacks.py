@@ -56,6 +56,7 @@ class Duties:
     keep_worse: bool = False
     label: str = "held-out"  # or "held-out synthetic", for queries made from the passages
     precision: str = "fp32"  # of the steps; an epoch's held-out measure under bf16/fp16 says so
+    remine_first: bool = False  # another model mined the prepared negatives: re-mine with this one before step 1
 
 
 CEILING = 0.95  # a base model scoring this much leaves no room to show a gain
@@ -120,6 +121,8 @@ class RagtuneCallback(TrainerCallback):
         d = self.duties
         if d.remine_every and step > 0 and epoch % d.remine_every == 0 and epoch < d.epochs and not stop:
             self.remine(step, epoch)
+        elif step == 0 and d.remine_first:
+            self.remine(step, epoch)
         if step > 0:
             control.should_save = True  # checkpoint the epoch boundary together with its negatives
 
@@ -159,8 +162,9 @@ class RagtuneCallback(TrainerCallback):
                 counts = record[key] if isinstance(record[key], dict) else {"": record[key]}  # by rule: one per rule
                 for rule, count in counts.items():
                     self.writer.add_scalar(f"{tag}/{rule}" if rule else tag, count, step)
+            when = f"at epoch {epoch}" if step else "with the starting model"
             self.say(
-                f"re-mined at epoch {epoch}: {added} new hard negatives, {audit.pairs_without_negative} pairs "
+                f"re-mined {when}: {added} new hard negatives, {audit.pairs_without_negative} pairs "
                 f"without one ({record['seconds']:.0f} s)"
             )
         store.negative, record = broadcast_from_main((store.negative, record), self.world)

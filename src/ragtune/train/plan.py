@@ -36,6 +36,7 @@ class RunPlan:
     base_weights: str  # fingerprint of the base model's weights
     held_out: dict  # what the held-out metrics are measured on
     remine_every: int
+    remine_first: bool  # the prepared negatives were mined by another model than the one that starts
     use_cuda: bool
     timeout: int  # seconds a collective may wait
 
@@ -81,6 +82,7 @@ def plan_run(config: cfg.Config, world: World, resume: bool, overwrite: bool, he
         remine_every = 0  # the teacher's margins belong to the negatives prepare mined
         if world.is_main:
             print(f"{loss}: re-mining is off (the teacher's margins were computed for the prepared negatives)")
+    remine_first = bool(remine_every) and prepared.summary.get("mined_with", base_weights) != base_weights
     use_cuda = device.startswith("cuda")
     timeout = collective_timeout(len(prepared.corpus), world)
     init_process_group(world, use_cuda, timeout)
@@ -93,7 +95,18 @@ def plan_run(config: cfg.Config, world: World, resume: bool, overwrite: bool, he
     start = on_main_then_shared(lock_and_plan, world)
     held_out = held_out_description(prepared.summary)
     return RunPlan(
-        config, prepared, world, start, fingerprint, base_path, base_weights, held_out, remine_every, use_cuda, timeout
+        config,
+        prepared,
+        world,
+        start,
+        fingerprint,
+        base_path,
+        base_weights,
+        held_out,
+        remine_every,
+        remine_first,
+        use_cuda,
+        timeout,
     )
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from ragtune import config as cfg
 from ragtune.io.outputs import swap_in
-from ragtune.io.prepared import held_out_label
+from ragtune.io.prepared import PASSAGES_STAGE, held_out_label, passages_stage
 from ragtune.io.runinfo import RunMetrics
 from ragtune.retrieval.metrics import PRIMARY_METRIC
 from ragtune.train.distributed import configure_logging, configure_threads, current_world
 from ragtune.train.finish import run_metrics, ship
+from ragtune.train.losses import AUTO
 from ragtune.train.plan import plan_run
 from ragtune.train.trainer import build_trainer
 
@@ -28,6 +29,38 @@ class TrainResult:
     model_dir: Path
     metrics: RunMetrics
     already_complete: bool = False  # a continued run found the run finished and left it untouched
+
+
+def stages(config: cfg.Config) -> list[cfg.Config]:
+    """The runs `train.prepared` asks for: one, or (prepared in two stages, synthetic.add_to_labels) the
+    passages first with the zero-label recipe into OUTPUT-passages, then the labelled queries starting
+    from that run's model into OUTPUT. Each is a whole run: its own gate, checkpoints and resume."""
+    first = passages_stage(Path(config.train.prepared))
+    if first is None:
+        return [config]
+    output = Path(config.train.output)
+    first_output = output.with_name(f"{output.name}-{PASSAGES_STAGE}")
+    passages = cfg.replace(
+        config,
+        **{
+            "train.prepared": str(first),
+            "train.output": str(first_output),
+            "train.loss": AUTO,
+            **cfg.ZERO_LABEL_RECIPE,
+        },
+    )
+    return [passages, cfg.replace(config, **{"model.name": str(first_output / "model")})]
+
+
+def train_stages(runs: list[cfg.Config], *, resume: bool, overwrite: bool, callbacks: tuple) -> TrainResult:
+    """Each run of `stages` in turn, with its closing lines; the last one's result is what ships."""
+    if len(runs) > 1 and current_world().is_main:
+        first, then = runs[0].train.output, runs[-1].train.output
+        print(f"two stages: the passages into {first}, then the labelled queries into {then}")
+    for run in runs:
+        result = train(run, resume=resume, overwrite=overwrite, callbacks=callbacks)
+        print_summary(result, run)
+    return result
 
 
 def train(config: cfg.Config, *, resume: bool = False, overwrite: bool = False, callbacks: tuple = ()) -> TrainResult:

@@ -152,7 +152,15 @@ def build_trainer(plan: RunPlan, callbacks: tuple) -> Session:
     guard = MiningParams.of(config.mining, store.negatives_per_pair)
     label = held_out_label(plan.held_out["kind"])
     duties = Duties(
-        t.epochs, plan.remine_every, t.early_stopping_patience, full_length, guard, t.keep_worse, label, t.precision
+        t.epochs,
+        plan.remine_every,
+        t.early_stopping_patience,
+        full_length,
+        guard,
+        t.keep_worse,
+        label,
+        t.precision,
+        plan.remine_first,
     )
     callback = RagtuneCallback(model, store, evaluator, state, duties, world, writer, plan.fingerprint)
     args = training_arguments(t, plan.work_dir, world, plan.use_cuda, plan.timeout, fresh=start.checkpoint is None)
