@@ -88,10 +88,14 @@ def main() -> None:
             started = time.perf_counter()
             model_dir, run = run_arm(data, arm, options, out / f"{n}-labels")
             judged = cfg.replace(base, **{"eval.baselines": ["none"], "eval.models": [str(model_dir)]})
-            tuned = evaluate(dataset, judged.eval, base.model)[str(model_dir)]
+            judged = evaluate(dataset, judged.eval, base.model)
             seconds = time.perf_counter() - started
-            rows[f"{arm} ({run['shipped']}, {run['steps']} steps, {seconds:.0f} s)"] = tuned
-            summary[f"labels{n}_{arm}"] = round(tuned[PRIMARY_METRIC], 4)
+            rows[f"{arm} ({run['shipped']}, {run['steps']} steps, {seconds:.0f} s)"] = judged[str(model_dir)]
+            summary[f"labels{n}_{arm}"] = round(judged[str(model_dir)][PRIMARY_METRIC], 4)
+            for name, served in judged.items():  # the recorded fusion, when its run chose one
+                if name.startswith(f"{model_dir} "):
+                    rows[f"{arm} as served: {name.removeprefix(f'{model_dir} ')}"] = served
+                    summary[f"labels{n}_{arm}_served"] = round(served[PRIMARY_METRIC], 4)
             print(f"\n## {n} labelled claims\n" + markdown_table(rows), flush=True)
         (out / f"{n}-labels" / "results.json").write_text(json.dumps(rows, indent=2))
     report_result(base=reference["base"][PRIMARY_METRIC], bm25=reference["BM25"][PRIMARY_METRIC], **summary)
