@@ -93,8 +93,8 @@ class SyntheticConfig:
     queries_per_passage: int = _option(4, "synthetic queries per passage, shared round-robin by the generators")
     add_to_labels: bool = _option(
         False,
-        "labelled input: add the zero-label synthetic queries and teacher margins to the labelled ones (for a "
-        "few hundred labels); the real queries stay the judges",
+        "labelled input, two stages: the passages first (the zero-label recipe, into OUTPUT-passages), then the "
+        "labelled queries from that model; the held-out labelled queries judge both (for a few hundred labels)",
         "--add-synthetic",
     )
     titles: bool = _option(
