@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ragtune.errors import UserError
+from ragtune.io.qrels import Qrels
 
 TABLES = {"samples": "train.parquet", "eval": "eval.parquet", "corpus": "corpus.parquet"}
 PASSAGES_STAGE = "passages"  # the subdirectory of a two-stage prepared directory that trains first
@@ -41,6 +42,13 @@ class Prepared:
             )
         extras = [_read_json(directory / name) for name in ("summary.json", "audit.json")]
         return cls(samples, held_out, corpus, *extras)
+
+    def judgements(self) -> tuple[Qrels, dict[str, str]]:
+        """eval.parquet as qrels (query id -> passage id -> grade) and the held-out queries' texts."""
+        qrels: Qrels = {}
+        for qid, did, score in zip(self.eval["anchor_id"], self.eval["positive_id"], self.eval["score"]):
+            qrels.setdefault(qid, {})[did] = float(score)
+        return qrels, dict(zip(self.eval["anchor_id"], self.eval["anchor"]))
 
     def write(self, directory: Path, config_yaml: str) -> None:
         """The files of a prepared directory; the caller makes the directory swap atomic."""

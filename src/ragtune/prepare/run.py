@@ -210,13 +210,8 @@ def prepare(
         return prepare_stage(dataset, data, model, mining, synthetic, timestamp, real)
     zero_label.check(synthetic)  # before slow work
     labels = prepare_stage(dataset, data, model, mining, synthetic, timestamp, real)
-    judged = labels.eval
-    judges = Dataset(
-        "beir",
-        dataset.corpus,
-        dict(zip(judged["anchor_id"], judged["anchor"])),
-        {JUDGES: qrels_of(judged)},
-    )
+    qrels, queries = labels.judgements()
+    judges = Dataset("beir", dataset.corpus, queries, {JUDGES: qrels})
     passages = Dataset("passages", dataset.corpus, {}, {})
     first = prepare_stage(
         passages, dataclasses.replace(data, eval_split=JUDGES), model, mining, synthetic, timestamp, judges
@@ -227,13 +222,6 @@ def prepare(
 
 
 JUDGES = "judges"  # the split name of the labelled held-out queries when they judge the passages stage
-
-
-def qrels_of(judged: pd.DataFrame) -> Qrels:
-    qrels: Qrels = {}
-    for qid, did, score in zip(judged["anchor_id"], judged["positive_id"], judged["score"]):
-        qrels.setdefault(qid, {})[did] = float(score)
-    return qrels
 
 
 def prepare_stage(

@@ -59,11 +59,8 @@ class HeldOutEvaluator(BaseEvaluator):
         super().__init__()
         self.primary_metric = PRIMARY_METRIC
         held_out = prepared.eval
-        self.qrels: dict[str, dict[str, float]] = {}
-        for row in held_out.itertuples():
-            self.qrels.setdefault(row.anchor_id, {})[row.positive_id] = float(row.score)
+        self.qrels, anchor_text = prepared.judgements()
         self.query_ids = sorted(self.qrels)
-        anchor_text = dict(zip(held_out["anchor_id"], held_out["anchor"]))
         self.query_texts = [anchor_text[q] for q in self.query_ids]
         self.doc_ids = prepared.corpus["id"].tolist()
         self.documents = prepared.corpus["document"].tolist()
