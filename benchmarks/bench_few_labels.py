@@ -30,6 +30,7 @@ from ragtune import config as cfg
 from ragtune.evaluate.run import evaluate
 from ragtune.evaluate.tables import markdown_table
 from ragtune.io.data import load_dataset
+from ragtune.io.runinfo import RunMetrics
 from ragtune.retrieval.metrics import PRIMARY_METRIC
 
 DATA = Path("data/scifact")
@@ -63,9 +64,9 @@ def run_arm(data: Path, arm: str, options: argparse.Namespace, out: Path) -> tup
     config = cfg.load(None, {**keys, "train.prepared": str(prepared), "train.output": str(out / arm)})
     trained = api.train(config, overwrite=True)
     steps = trained.metrics.train["steps"]
-    first = out / f"{arm}-passages" / "metrics.json"  # the two-stage arm's first stage
-    if first.is_file():
-        steps = f"{json.loads(first.read_text())['train']['steps']}+{steps}"
+    first = out / f"{arm}-passages"  # the two-stage arm's first stage
+    if (first / "metrics.json").is_file():
+        steps = f"{RunMetrics.load(first).train['steps']}+{steps}"
     return trained.model_dir, {"shipped": trained.metrics.shipped, "steps": steps}
 
 
@@ -87,8 +88,8 @@ def main() -> None:
         for arm in options.arm or list(ARMS):
             started = time.perf_counter()
             model_dir, run = run_arm(data, arm, options, out / f"{n}-labels")
-            judged = cfg.replace(base, **{"eval.baselines": ["none"], "eval.models": [str(model_dir)]})
-            judged = evaluate(dataset, judged.eval, base.model)
+            judging = cfg.replace(base, **{"eval.baselines": ["none"], "eval.models": [str(model_dir)]})
+            judged = evaluate(dataset, judging.eval, base.model)
             seconds = time.perf_counter() - started
             rows[f"{arm} ({run['shipped']}, {run['steps']} steps, {seconds:.0f} s)"] = judged[str(model_dir)]
             summary[f"labels{n}_{arm}"] = round(judged[str(model_dir)][PRIMARY_METRIC], 4)
